@@ -1,0 +1,445 @@
+"""Trajectory-steps per second of the engine next to the obvious alternatives.
+
+    python benchmarks/throughput.py [--quick] [--json OUT.json] [--only A,B] [--impl engine,numpy]
+
+Metric: trajectory-steps/s; one trajectory advancing one optimizer step counts 1. For the
+engine the count is n_trajectories x steps (the step budget) even though it stops settled
+trajectories early: that saving is part of what it is measured for.
+
+Every measurement times the first call separately (compile + run), then takes the min of
+>= 3 warm calls, each ended by ``jax.block_until_ready`` (the baselines return host
+arrays, so their calls are complete when they return). "compile s" is first call minus
+the best warm call (the engine's own ``compile_time_s`` when it reports one). Baselines
+that are slow are timed on a slice (fewer trajectories or fewer steps, said in the table)
+and their rate is extrapolated per trajectory-step. The workloads and baselines are in
+``benchmarks/baselines.py``. ``--quick`` shrinks every workload ~50-80x (smoke test).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baselines as bl  # noqa: E402
+
+REPEATS = 3
+
+
+# --------------------------------------------------------------------------- timing
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(fn, *, repeats: int = REPEATS) -> dict:
+    """Time ``fn()``: the first call (compile + run) apart, then ``repeats`` warm calls."""
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    warm = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        warm.append(time.perf_counter() - t0)
+    return {"first_s": first, "warm_s": warm, "best_s": min(warm),
+            "compile_s": max(0.0, first - min(warm)), "out": out}
+
+
+def machine_info() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": platform.node(),
+    }
+    for mod in ("optax", "torch", "optuna"):
+        if bl.have(mod):
+            m = __import__(mod)
+            info[mod] = m.__version__
+    if bl.have("torch"):
+        import torch
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def matmul_flops(quick: bool) -> dict:
+    """The machine's float32 matmul FLOP/s: jnp.dot of two 2048x2048, min of several."""
+    n = 2048
+    a = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(2), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    m = measure(lambda: dot(a, b), repeats=3 if quick else 10)
+    return {"n": n, "best_s": m["best_s"], "first_s": m["first_s"],
+            "flops_per_s": 2 * n ** 3 / m["best_s"]}
+
+
+# --------------------------------------------------------------------------- engine
+
+def engine_spec(wl: bl.Workload) -> dict:
+    """The ``sweep.run`` spec for a workload (the same grid, steps and data as baselines)."""
+    ax = wl.axes
+    lin = lambda v: {"linspace": [float(v[0]), float(v[-1]), len(v)]}  # noqa: E731
+    if wl.problem == "neuron":
+        if wl.fresh:
+            data = {"dist": "normal", "batch": wl.n_points, "fresh": True}
+        else:
+            data = {"dist": "normal", "n": wl.n_points, "fresh": False}
+        train = {"steps": wl.steps, "optimizer": wl.optimizer}
+        axes = {}
+        if "lr" in ax:
+            axes["lr"] = {"logspace": [-3, -1, len(ax["lr"])]}
+        else:
+            train["lr"] = wl.lr
+        axes["w0"], axes["b0"] = lin(ax["w0"]), lin(ax["b0"])
+        return {"problem": {"name": "neuron", "bias": True, "activation": "relu", "data": data},
+                "train": train, "axes": axes}
+    return {"problem": {"name": "two_layer_lr", "activation": "tanh", "width": wl.width,
+                        "dim": wl.dim, "n": wl.n_points, "bias": False},
+            "train": {"steps": wl.steps, "optimizer": "sgd"},
+            "axes": {"lr0": {"logspace": [-2, 1, len(ax["lr0"])]},
+                     "lr1": {"logspace": [-2, 1, len(ax["lr1"])]}}}
+
+
+def measure_engine(wl: bl.Workload) -> dict:
+    """Time ``sweep.run(spec, progress=False)``; raises when the engine can't run it."""
+    import sweep
+
+    spec = engine_spec(wl)
+    runs = []
+
+    def call():
+        ds = sweep.run(spec, progress=False)
+        runs.append({k: ds.attrs.get(k) for k in ("compile_time_s", "run_time_s")})
+        runs[-1].update({k: v for k, v in ds.attrs.items() if k not in runs[-1]
+                         and isinstance(v, (int, float, np.integer, np.floating))})
+        return ds
+
+    m = measure(call)
+    ds = m.pop("out")
+    sizes = dict(ds.sizes)
+    n = math.prod(len(v) for v in wl.axes.values())
+    got = math.prod(sizes[k] for k in wl.axes if k in sizes)
+    if got != n:
+        raise RuntimeError(f"engine returned dims {sizes}, expected {n} trajectories")
+    m["engine_attrs"] = runs
+    reported = [r["run_time_s"] for r in runs[1:] if r["run_time_s"] is not None]
+    if runs[0]["compile_time_s"] is not None:
+        m["compile_s"] = float(runs[0]["compile_time_s"])
+    if reported:
+        m["reported_best_run_s"] = float(min(reported))
+    return m
+
+
+# --------------------------------------------------------------------------- plan
+
+class Plan:
+    """Sizes of the slices and scans, full or ``--quick``."""
+
+    def __init__(self, quick: bool):
+        self.quick = quick
+        self.chunks = [512, 2048] if quick else [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+        self.np_chunks = [1024, None] if quick else [1024, 8192, None]   # None: all at once
+
+    def scan_steps(self, wl):          # step slice for the chunk-size scan of baseline 0
+        return max(10, wl.steps // 50)
+
+    def loop_steps(self, wl):          # step slice for baselines 2, 3, 4 (Python step loops)
+        return max(5, wl.steps // 100)
+
+    def naive_axes(self, wl):          # trajectory slice for baseline 1
+        if self.quick:
+            counts = {"lr": 2, "w0": 4, "b0": 4, "lr0": 4, "lr1": 2}
+        elif wl.problem == "two_layer":
+            counts = {"lr0": 8, "lr1": 8}                                  # 64
+        else:
+            counts = {"lr": 4, "w0": 8, "b0": 8} if "lr" in wl.axes else {"w0": 16, "b0": 16}
+        return bl.sub_axes(wl, counts)
+
+    def optuna_axes(self, wl):         # trajectory slice for baseline 5
+        if self.quick:
+            counts = {"lr": 2, "w0": 5, "b0": 5, "lr0": 10, "lr1": 5}     # 50
+        else:
+            counts = {"lr": 4, "w0": 25, "b0": 10, "lr0": 40, "lr1": 25}  # 1,000
+        if "lr" not in wl.axes and wl.problem == "neuron" and not self.quick:
+            counts = {"w0": 40, "b0": 25}
+        if "lr" not in wl.axes and wl.problem == "neuron" and self.quick:
+            counts = {"w0": 10, "b0": 5}
+        return bl.sub_axes(wl, counts)
+
+    @staticmethod
+    def check_axes(wl):                # a few well-behaved trajectories for the agreement check
+        if wl.problem == "two_layer":
+            return bl.pick_axes(wl, {"lr0": [0.01, 0.05, 0.2], "lr1": [0.01, 0.1]})
+        vals = {"w0": [0.5, 1.5, 2.5], "b0": [-0.5, 0.5]}
+        if "lr" in wl.axes:
+            vals = {"lr": [1e-3, 1e-2], "w0": [0.5, 2.0], "b0": [-0.5, 0.5]}
+        return bl.pick_axes(wl, vals)
+
+
+def count(axes) -> int:
+    return math.prod(len(v) for v in axes.values())
+
+
+# --------------------------------------------------------------------------- main
+
+def run_workload(wl: bl.Workload, plan: Plan, impls: set[str], peak: float, log) -> list[dict]:
+    rows = []
+    full = wl.axes
+    is_b = wl.problem == "two_layer"
+    flops = bl.two_layer_flops(wl.n_points, wl.dim, wl.width) if is_b else None
+
+    def add(impl, label, m, n_traj, steps, note=""):
+        row = {"workload": wl.name, "impl": impl, "label": label, "n_traj": n_traj,
+               "steps": steps, "traj_steps": n_traj * steps,
+               "traj_steps_per_s": n_traj * steps / m["best_s"],
+               "first_s": m["first_s"], "warm_s": m["warm_s"], "best_s": m["best_s"],
+               "compile_s": m["compile_s"], "note": note, "rss_peak_mb_so_far": rss_mb()}
+        for k in ("engine_attrs", "reported_best_run_s", "chunk_scan", "chunk"):
+            if k in m:
+                row[k] = m[k]
+        if flops:
+            row["flops_per_traj_step"] = flops
+            row["flops_per_s"] = row["traj_steps_per_s"] * flops
+            row["flops_fraction"] = row["flops_per_s"] / peak
+        rows.append(row)
+        log(f"  {label:<40} {row['traj_steps_per_s']:>12.4g} traj-steps/s  "
+            f"first {m['first_s']:.2f}s  best {m['best_s']:.3f}s  {note}")
+        return row
+
+    def skip(impl, label, why):
+        rows.append({"workload": wl.name, "impl": impl, "label": label, "skipped": why})
+        log(f"  {label:<40} skipped: {why}")
+
+    log(f"\n== {wl.name}: {wl.n_traj:,} trajectories x {wl.steps:,} steps "
+        f"({wl.problem}, {wl.optimizer}{', fresh batch' if wl.fresh else ''}, "
+        f"{wl.n_points} points{', %d FLOPs/traj-step' % flops if flops else ''})")
+
+    if "engine" in impls:
+        try:
+            m = measure_engine(wl)
+        except Exception as e:  # ImportError, unknown problem, spec error, engine bug ...
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:160]
+            skip("engine", "engine sweep.run", f"not available ({reason})")
+            log(f"  engine: not available ({reason})")
+        else:
+            add("engine", "engine sweep.run", m, wl.n_traj, wl.steps,
+                "budget n_traj*steps counted; wall clock of sweep.run")
+            if "reported_best_run_s" in m:
+                m2 = dict(m, best_s=m["reported_best_run_s"])
+                add("engine-reported", "engine (own run_time_s)", m2, wl.n_traj, wl.steps,
+                    "engine's run_time_s attr")
+
+    if "jax-scan" in impls:
+        label, make = bl.BASELINES["jax-scan"]
+        s = plan.scan_steps(wl)
+        scan = []
+        for c in [c for c in plan.chunks if c <= wl.n_traj] or [wl.n_traj]:
+            run = make(wl, steps=s, chunk=c)
+            m = measure(lambda: run(full))
+            scan.append({"chunk": c, "traj_steps_per_s": wl.n_traj * s / m["best_s"],
+                         "first_s": m["first_s"], "best_s": m["best_s"]})
+            log(f"    chunk {c:>6}: {scan[-1]['traj_steps_per_s']:.4g} traj-steps/s "
+                f"({s} steps)")
+        best = max(scan, key=lambda r: r["traj_steps_per_s"])["chunk"]
+        run = make(wl, chunk=best)
+        m = measure(lambda: run(full))
+        m["chunk_scan"], m["chunk"] = scan, best
+        add("jax-scan", label, m, wl.n_traj, wl.steps,
+            f"best chunk {best} (scanned on {s} steps)")
+
+    if "jax-naive" in impls:
+        label, make = bl.BASELINES["jax-naive"]
+        axes = plan.naive_axes(wl)
+        run = make(wl)
+        m = measure(lambda: run(axes))
+        add("jax-naive", label, m, count(axes), wl.steps,
+            f"slice of {count(axes)} trajs, extrapolated")
+
+    if "jax-steploop" in impls:
+        label, make = bl.BASELINES["jax-steploop"]
+        s = plan.loop_steps(wl)
+        run = make(wl, steps=s)
+        m = measure(lambda: run(full))
+        add("jax-steploop", label, m, wl.n_traj, s, f"slice of {s} steps, extrapolated")
+
+    for impl in ("numpy", "torch"):
+        if impl not in impls:
+            continue
+        label, make = bl.BASELINES[impl]
+        if impl == "torch" and not bl.have("torch"):
+            skip(impl, label, "torch not installed")
+            continue
+        s = plan.loop_steps(wl)
+        best = None
+        for c in plan.np_chunks:
+            c = c or wl.n_traj
+            if c > wl.n_traj:
+                continue
+            run = make(wl, steps=s, chunk=c)
+            m = measure(lambda: run(full))
+            log(f"    {impl} chunk {c:>6}: {wl.n_traj * s / m['best_s']:.4g} traj-steps/s")
+            if best is None or m["best_s"] < best[1]["best_s"]:
+                best = (c, m)
+        c, m = best
+        m["chunk"] = c
+        add(impl, label, m, wl.n_traj, s, f"slice of {s} steps, extrapolated; chunk {c}")
+
+    if "optuna" in impls:
+        label, make = bl.BASELINES["optuna"]
+        if not bl.have("optuna"):
+            skip("optuna", label, "optuna not installed")
+        else:
+            axes = plan.optuna_axes(wl)
+            run = make(wl)
+            m = measure(lambda: run(axes))
+            add("optuna", label, m, count(axes), wl.steps,
+                f"slice of {count(axes)} trials, extrapolated")
+    return rows
+
+
+def agreement(wl: bl.Workload, plan: Plan, impls: set[str], log) -> dict:
+    """Final parameters of a few trajectories (full steps) from every baseline vs baseline 0."""
+    axes = plan.check_axes(wl)
+    got = {}
+    for impl, (label, make) in bl.BASELINES.items():
+        if impl not in impls or (impl in ("torch", "optuna") and not bl.have(impl)):
+            continue
+        got[impl] = make(wl)(axes)
+    if not got:
+        return {}
+    ref_name = "jax-scan" if "jax-scan" in got else next(iter(got))
+    ref = got[ref_name]
+    out = {"reference": ref_name, "n_traj": count(axes), "tol": 1e-4,
+           "axes": {k: v.tolist() for k, v in axes.items()}, "max_abs_diff": {}}
+    parts = []
+    for impl, fin in got.items():
+        if impl == ref_name:
+            continue
+        d = max(float(np.max(np.abs(fin[k] - ref[k]))) for k in wl.params)
+        out["max_abs_diff"][impl] = d
+        parts.append(f"{impl} {d:.1e}")
+    out["ok"] = all(d <= out["tol"] for d in out["max_abs_diff"].values())  # NaN fails
+    log(f"  agreement on {count(axes)} trajectories, final {'/'.join(wl.params)} "
+        f"vs {ref_name} (tol 1e-4): {', '.join(parts) or 'nothing to compare'} -> "
+        f"{'OK' if out['ok'] else 'MISMATCH'}")
+    return out
+
+
+def table(rows: list[dict], engine_rate: dict) -> str:
+    head = (f"{'workload':<8} {'implementation':<40} {'traj-steps/s':>12} {'/engine':>8} "
+            f"{'compile s':>9} {'FLOP/s frac':>11}  note")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"{r['workload']:<8} {r['label']:<40} {'-':>12} {'-':>8} {'-':>9} "
+                         f"{'-':>11}  {r['skipped']}")
+            continue
+        e = engine_rate.get(r["workload"])
+        ratio = f"{r['traj_steps_per_s'] / e:.3g}" if e else "n/a"
+        frac = f"{r['flops_fraction']:.3f}" if "flops_fraction" in r else ""
+        lines.append(f"{r['workload']:<8} {r['label']:<40} {r['traj_steps_per_s']:>12.4g} "
+                     f"{ratio:>8} {r['compile_s']:>9.2f} {frac:>11}  {r['note']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="shrink everything ~50x (smoke test)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="where to write the results (default benchmarks/results.json, "
+                         "or benchmarks/results-quick.json with --quick)")
+    ap.add_argument("--only", default=None,
+                    help=f"comma-separated workloads (default all: {','.join(bl.WORKLOADS)})")
+    ap.add_argument("--impl", default=None,
+                    help="comma-separated implementations (default all: engine,"
+                         + ",".join(bl.BASELINES) + ")")
+    args = ap.parse_args(argv)
+
+    names = {n.lower(): n for n in bl.WORKLOADS}
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(bl.WORKLOADS)
+    bad = [s for s in only if s.lower() not in names]
+    if bad:
+        ap.error(f"--only: unknown workload(s) {bad}; known: {', '.join(bl.WORKLOADS)}")
+    all_impls = ["engine", *bl.BASELINES]
+    impls = set(s.strip() for s in args.impl.split(",")) if args.impl else set(all_impls)
+    if impls - set(all_impls):
+        ap.error(f"--impl: unknown {sorted(impls - set(all_impls))}; known: {', '.join(all_impls)}")
+    out_path = args.json or Path(__file__).resolve().parent / (
+        "results-quick.json" if args.quick else "results.json")
+
+    def log(msg):
+        print(msg, flush=True)
+
+    t_start = time.perf_counter()
+    info = machine_info()
+    plan = Plan(args.quick)
+    log(f"machine: {info['cpu_model']}, {info['cpus_usable']} usable cores, "
+        f"jax {info['jax']} ({info['backend']}), load {info['loadavg_at_start']}")
+    mm = matmul_flops(args.quick)
+    log(f"matmul 2048x2048 float32: {mm['flops_per_s'] / 1e9:.1f} GFLOP/s "
+        f"(min of warm calls {mm['best_s'] * 1e3:.1f} ms)")
+    missing = [m for m in ("torch", "optuna") if not bl.have(m)]
+    if missing:
+        log(f"optional baselines skipped (not installed): {', '.join(missing)}")
+
+    rows, checks = [], {}
+    for name in only:
+        wl = bl.workload(names[name.lower()], quick=args.quick)
+        rows += run_workload(wl, plan, impls, mm["flops_per_s"], log)
+        checks[wl.name] = agreement(wl, plan, impls, log)
+
+    engine_rate = {r["workload"]: r["traj_steps_per_s"] for r in rows
+                   if r["impl"] == "engine" and "skipped" not in r}
+    for r in rows:
+        if "traj_steps_per_s" in r and r["workload"] in engine_rate:
+            r["ratio_to_engine"] = r["traj_steps_per_s"] / engine_rate[r["workload"]]
+    peak = rss_mb()
+    log("\ntraj-steps/s = trajectories x optimizer steps per second (min of "
+        f"{REPEATS} warm calls); /engine = rate / engine rate; engine counts the full budget "
+        "n_traj x steps although it stops settled trajectories early.")
+    log(table(rows, engine_rate))
+    log(f"\nmatmul peak {mm['flops_per_s'] / 1e9:.1f} GFLOP/s; peak RSS {peak:.0f} MiB; "
+        f"total {time.perf_counter() - t_start:.0f} s")
+
+    result = {"machine": info, "quick": args.quick, "repeats": REPEATS,
+              "matmul": mm, "rows": rows, "agreement": checks, "peak_rss_mb": peak,
+              "total_s": time.perf_counter() - t_start,
+              "metric": "trajectory-steps per second (n_traj x steps / best warm call); "
+                        "engine counted at the full step budget"}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1, default=float))
+    log(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""sweep: train millions of tiny networks at once and map how each run ended."""
+__version__ = "0.1.0"
+
+from .api import run as run
+from .config import Spec as Spec, SpecError as SpecError, parse_spec as parse_spec
+from .io import load as load, save as save
+from .outcomes import Outcome as Outcome, Thresholds as Thresholds
+
+__all__ = ["run", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds", "__version__"]

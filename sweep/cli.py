@@ -1,0 +1,286 @@
+"""Command line: ``sweep run | demo | info | plot | list``.
+
+Exit codes: 0 success, 2 bad spec or bad arguments (one line, no traceback), 1 other failures.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = {
+    "run": "example:\n  sweep run experiments/seed000_relu_neuron.toml --out results/relu.nc\n"
+           "  sweep run spec.toml --out r.nc --set train.steps=500 --set 'axes.lr=[0.1, 1.0]'",
+    "demo": "example:\n  sweep demo --out sweep_demo",
+    "info": "example:\n  sweep info results/relu.nc",
+    "plot": "example:\n  sweep plot results/relu.nc --x w0 --y b0 -o relu.png\n"
+            "  sweep plot r.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png",
+    "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
+}
+
+DEMO_SPEC = """\
+description = "seed 000: a single ReLU neuron with bias learning ReLU, from every (w0, b0)"
+seed = 0
+
+[problem]
+name = "neuron"
+activation = "relu"
+teacher = "relu"
+bias = true
+data = { dist = "normal", batch = 1000, fresh = true }
+
+[train]
+steps = 1000
+optimizer = "sgd"
+lr = 0.1
+
+[axes]
+w0 = { linspace = [-3.0, 3.0, 256] }
+b0 = { linspace = [-3.0, 3.0, 256] }
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sweep", description="Train millions of tiny networks at once; map how each run ended.",
+                epilog="run 'sweep VERB --help' for each verb's options and an example")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    r = sub.add_parser("run", help="run a sweep from a TOML spec", epilog=EXAMPLES["run"], formatter_class=fmt)
+    r.add_argument("spec", help="path to the TOML spec")
+    r.add_argument("--out", "-o", help="netCDF output path (default: the spec's name with .nc, beside it)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key (repeatable)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    r.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
+    r.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    r.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+
+    d = sub.add_parser("demo", help="seed 000's (w0, b0) basin map of a ReLU neuron, as .nc and .png",
+                       epilog=EXAMPLES["demo"], formatter_class=fmt)
+    d.add_argument("--out", "-o", default="sweep_demo", help="output directory (default: ./sweep_demo)")
+    d.add_argument("--overwrite", action="store_true", help="replace earlier demo files")
+    d.add_argument("--quiet", "-q", action="store_true")
+
+    i = sub.add_parser("info", help="dims, sizes, outcome fractions and provenance of a result",
+                       epilog=EXAMPLES["info"], formatter_class=fmt)
+    i.add_argument("path")
+    i.add_argument("--spec", action="store_true", help="also print the full spec")
+
+    pl = sub.add_parser("plot", help="draw a map from a result file", epilog=EXAMPLES["plot"], formatter_class=fmt)
+    pl.add_argument("path")
+    pl.add_argument("--x", required=True, help="dimension on the x axis")
+    pl.add_argument("--y", help="dimension on the y axis")
+    pl.add_argument("--var", default="outcome", help="variable to draw (default: outcome)")
+    pl.add_argument("--facet", help="one panel per value of this dimension")
+    pl.add_argument("--kind", default="basin", choices=("basin", "convergence", "fractions", "boundary",
+                                                         "trajectories", "loss"))
+    pl.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
+                    help="select one value of another dimension (repeatable)")
+    pl.add_argument("-o", "--output", help="image file (.png, .svg, .pdf); default: beside the result")
+    pl.add_argument("--overwrite", action="store_true")
+
+    sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
+                   epilog=EXAMPLES["list"], formatter_class=fmt)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import SpecError
+
+    try:
+        args = _parser().parse_args(argv)
+        if args.verb is None:
+            _parser().print_help()
+            return 0
+        return {"run": cmd_run, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+    except (SpecError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - last resort: one line, exit 1
+        if os.environ.get("SWEEP_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (set SWEEP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _summary_line(ds) -> str:
+    import numpy as np
+
+    from .outcomes import Outcome
+
+    codes, counts = np.unique(np.asarray(ds["outcome"]), return_counts=True)
+    n = counts.sum()
+    return ", ".join(f"{Outcome(c).name.lower()} {k / n:.1%}" for c, k in zip(codes, counts))
+
+
+def _plan_line(spec, plan, out) -> str:
+    return (f"{spec.n_trajectories:,} trajectories x {spec.train['steps']:,} steps "
+            f"({spec.n_trajectories * spec.train['steps']:,} trajectory-steps), {plan.n_compiles} compile "
+            f"group(s), {plan.n_chunks} chunk(s) of {plan.chunk:,} -> {out}")
+
+
+def cmd_run(args) -> int:
+    from .api import run
+    from .config import SpecError, parse_spec
+    from .engine import make_plan
+    from .io import check_writable
+
+    spec = parse_spec(args.spec, args.set)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
+    out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    check_writable(out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out), file=sys.stderr)
+    progress = False if args.quiet else (True if args.progress else None)
+    t = time.perf_counter()
+    ds = run(spec, out=out, overwrite=args.overwrite, chunk_size=args.chunk_size, dtype=args.dtype, progress=progress)
+    if not args.quiet:
+        wall = time.perf_counter() - t
+        print(f"wrote {out} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)",
+              file=sys.stderr)
+        print(f"outcomes: {_summary_line(ds)}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .api import run
+    from .config import SpecError, parse_spec, tomllib
+    from .io import check_writable
+
+    out = Path(args.out)
+    nc, png, toml = out / "demo.nc", out / "demo.png", out / "demo.toml"
+    for f in (nc, png):
+        if f.exists() and not args.overwrite:
+            raise SpecError(f"{str(f)!r} already exists: pass --overwrite or choose another --out")
+    check_writable(nc, overwrite=args.overwrite)
+    spec = parse_spec(tomllib.loads(DEMO_SPEC))
+    if not args.quiet:
+        print(f"demo: {spec.description}", file=sys.stderr)
+        print(f"{spec.n_trajectories:,} trajectories x {spec.train['steps']:,} SGD steps, fresh batch of 1,000 "
+              "normal points per step", file=sys.stderr)
+    t = time.perf_counter()
+    ds = run(spec, out=nc, overwrite=args.overwrite, progress=None if not args.quiet else False)
+    wall = time.perf_counter() - t
+    toml.write_text(DEMO_SPEC)
+    from .plot import basin_map, save
+
+    fig = basin_map(ds, "w0", "b0", title="ReLU neuron learning ReLU (SGD lr=0.1, 1000 steps): outcome by start (w0, b0)")
+    save(getattr(fig, "figure", fig), png)
+    print(f"wrote {nc} and {png} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)")
+    print(f"outcomes: {_summary_line(ds)}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .io import load
+
+    ds = load(args.path)
+    print(f"{args.path}: {ds.attrs.get('title', '')}")
+    print("dims: " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
+    for name, c in ds.coords.items():
+        vals = c.values
+        shown = ", ".join(map(str, vals[:6])) + (", ..." if vals.size > 6 else "")
+        print(f"  {name}: [{shown}]" + (f" ({c.attrs['spacing']})" if "spacing" in c.attrs else ""))
+    print("variables: " + ", ".join(ds.data_vars))
+    print(f"outcomes: {_summary_line(ds)}")
+    for k in ("n_trajectories", "steps", "dtype", "backend", "devices", "created", "wall_time_s",
+              "trajectory_steps_per_s", "sweep_version", "jax_version", "spec_hash"):
+        if k in ds.attrs:
+            print(f"{k}: {ds.attrs[k]}")
+    if args.spec:
+        print(ds.attrs.get("spec", ""))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from . import plot
+    from .config import SpecError
+    from .io import load
+
+    ds = load(args.path)
+    for item in args.sel:
+        if "=" not in item:
+            raise SpecError(f"--sel {item!r}: expected DIM=VALUE")
+        dim, val = item.split("=", 1)
+        if dim not in ds.dims:
+            raise SpecError(f"--sel {dim}: not a dimension; dimensions: {', '.join(ds.dims)}")
+        coord = ds[dim]
+        sel = val if coord.dtype.kind in "US" else float(val)
+        ds = ds.sel({dim: sel}, method=None if coord.dtype.kind in "US" else "nearest")
+    for name, flag in ((args.x, "--x"), (args.y, "--y"), (args.facet, "--facet")):
+        if name is not None and name not in ds.dims and args.kind not in ("trajectories",):
+            raise SpecError(f"{flag} {name}: not a dimension of {args.path}; dimensions: {', '.join(ds.dims)}")
+    if args.var not in ds:
+        raise SpecError(f"--var {args.var}: not a variable; variables: {', '.join(ds.data_vars)}")
+    if args.kind in ("basin", "convergence", "boundary") and args.y is None:
+        raise SpecError(f"--kind {args.kind} needs --y (a second dimension)")
+    out = Path(args.output or Path(args.path).with_suffix(f".{args.kind}.png"))
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise SpecError(f"-o {str(out)!r}: the image must end in .png, .svg or .pdf")
+    if out.exists() and not args.overwrite:
+        raise SpecError(f"{str(out)!r} already exists: pass --overwrite or choose another -o")
+    extra = [d for d in ds.dims if d not in (args.x, args.y, args.facet) and ds.sizes[d] > 1]
+    if args.kind in ("basin", "convergence", "boundary") and extra:
+        raise SpecError(f"dimensions {', '.join(extra)} are not drawn: pick one value each with --sel DIM=VALUE "
+                        "or draw one with --facet")
+    ds = ds.squeeze(drop=False) if args.kind in ("basin", "convergence", "boundary") else ds
+    if args.kind == "basin":
+        art = plot.basin_map(ds, args.x, args.y, facet=args.facet, var=args.var)
+    elif args.kind == "convergence":
+        art = plot.convergence_map(ds, args.x, args.y)
+    elif args.kind == "boundary":
+        art = plot.boundary_plot(ds, args.x, args.y)
+    elif args.kind == "fractions":
+        art = plot.fractions_plot(ds, args.x)
+    elif args.kind == "trajectories":
+        art = plot.trajectories(ds, x=args.x, y=args.y or "b")
+    else:
+        art = plot.loss_curves(ds)
+    plot.save(getattr(art, "figure", art), out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .activations import ACTIVATIONS
+    from .optimizers import OPTIMIZERS
+    from .outcomes import MESSAGES, Outcome
+    from .problems import PROBLEMS
+
+    print("problems:")
+    for k, p in PROBLEMS.items():
+        print(f"  {k:20s} {p.doc}")
+    print("activations:")
+    for k, a in ACTIVATIONS.items():
+        print(f"  {k:20s} {a.doc}")
+    print("optimizers:")
+    for k, o in OPTIMIZERS.items():
+        hp = ", ".join(("lr",) + o.hyperparams)
+        print(f"  {k:20s} {o.doc} [{hp}]")
+    print("initialisers:")
+    print("  constant per parameter: [init] w0, b0, ... (any can be an axis)")
+    print("outcomes:")
+    for o in Outcome:
+        print(f"  {int(o)} {o.name.lower():12s} {MESSAGES[o]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,537 @@
+"""The spec: parse a TOML file / dict into a frozen, validated ``Spec`` before any compute.
+
+Sections: ``seed`` (top level), ``[problem]`` (name, options, ``data`` table), ``[train]``
+(steps, optimizer, hyperparameters), ``[init]`` (initial parameter values), ``[outcome]``
+(classification thresholds), ``[run]`` (chunk size, dtype, early exit), ``[record]``
+(recorded trajectories) and ``[axes]`` (swept options, in dimension order). Every error is a
+``SpecError`` naming the key, the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import math
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+import types
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .options import Opt
+from .optimizers import HYPER_DEFAULTS, OPTIMIZERS
+from .outcomes import Thresholds
+from .problems import DATA_OPTIONS, PROBLEMS, problem_init_options
+
+
+class SpecError(ValueError):
+    """A bad spec or bad argument: names the key, the value and what is allowed."""
+
+
+def _fail(key: str, value: Any, allowed: str, choices=()) -> SpecError:
+    msg = f"{key} = {_show(value)}: {allowed}"
+    if choices and isinstance(value, str):
+        near = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.5)
+        if near:
+            msg += f" (did you mean {near[0]!r}?)"
+    return SpecError(msg)
+
+
+def _show(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _unknown(section: str, key: str, known) -> SpecError:
+    near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    where = f"[{section}]" if section else "the top level"
+    return SpecError(f"{(section + '.') if section else ''}{key}: unknown key in {where}{hint}; "
+                     f"allowed: {', '.join(sorted(known)) or 'none'}")
+
+
+TRAIN_OPTIONS: dict[str, Opt] = {
+    "steps": Opt(1000, "int", "optimizer steps per trajectory", lo=1),
+    "optimizer": Opt("sgd", "choice", "the optimizer", choices=tuple(OPTIMIZERS)),
+    "lr": Opt(HYPER_DEFAULTS["lr"], "float", "learning rate", lo=0.0, lo_open=True, traced=True),
+    "momentum": Opt(HYPER_DEFAULTS["momentum"], "float", "momentum / nesterov coefficient", lo=0.0, hi=1.0, traced=True),
+    "b1": Opt(HYPER_DEFAULTS["b1"], "float", "Adam-family first-moment decay", lo=0.0, hi=1.0, traced=True),
+    "b2": Opt(HYPER_DEFAULTS["b2"], "float", "Adam-family second-moment decay", lo=0.0, hi=1.0, traced=True),
+    "eps": Opt(HYPER_DEFAULTS["eps"], "float", "denominator epsilon", lo=0.0, traced=True),
+    "weight_decay": Opt(HYPER_DEFAULTS["weight_decay"], "float", "adamw decoupled weight decay", lo=0.0, traced=True),
+    "decay": Opt(HYPER_DEFAULTS["decay"], "float", "rmsprop squared-gradient decay", lo=0.0, hi=1.0, traced=True),
+    "rho": Opt(HYPER_DEFAULTS["rho"], "float", "adadelta decay", lo=0.0, hi=1.0, traced=True),
+    "initial_accumulator_value": Opt(HYPER_DEFAULTS["initial_accumulator_value"], "float",
+                                     "adagrad initial accumulator", lo=0.0, traced=True),
+}
+
+OUTCOME_OPTIONS: dict[str, Opt] = {
+    name: Opt(default, "int" if isinstance(default, int) else "float", "classification threshold (README, Outcome rules)",
+              lo=1 if isinstance(default, int) else 0.0, hi=1.0 if name == "window" else None,
+              lo_open=name == "window")
+    for name, default in Thresholds._field_defaults.items()
+}
+OUTCOME_OPTIONS["target_loss"] = Opt(None, "float", "override the problem's target loss")
+
+RUN_OPTIONS: dict[str, Opt] = {
+    "chunk_size": Opt(0, "int", "trajectories per compiled call (0: automatic)", lo=0),
+    "dtype": Opt("float32", "choice", "floating point precision", choices=("float32", "float64")),
+    "early_exit": Opt(True, "bool", "stop a chunk once every trajectory in it has settled"),
+    "check_every": Opt(32, "int", "steps between 'all settled?' checks inside the compiled loop", lo=1),
+}
+
+RECORD_OPTIONS: dict[str, Opt] = {
+    "every": Opt(1, "int", "record parameters and loss every k steps", lo=1),
+    "stride": Opt(0, "int", "record every stride-th value along each axis (0: none recorded)", lo=0),
+    "max": Opt(1024, "int", "at most this many recorded trajectories", lo=1),
+}
+
+TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "run", "record", "axes")
+AXIS_FORMS = ("values", "linspace", "logspace", "range", "uniform", "normal", "zip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One result dimension.
+
+    name: dimension name. members: the option names it sets (one, or several when zipped or
+    when random samples share the ``sample`` dimension). values: per member, a tuple of values
+    (all the same length). spacing: "linear", "log", "list" or "random".
+    """
+
+    name: str
+    members: tuple[str, ...]
+    values: tuple[tuple, ...]
+    spacing: str
+
+    @property
+    def size(self) -> int:
+        return len(self.values[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A validated sweep: every section resolved with its defaults (read-only)."""
+
+    seed: int
+    description: str
+    problem: str
+    problem_options: Mapping[str, Any]  # incl. "data" (a mapping) for data problems
+    train: Mapping[str, Any]
+    init: Mapping[str, Any]
+    outcome: Mapping[str, Any]
+    run: Mapping[str, Any]
+    record: Mapping[str, Any]
+    axes: tuple[Axis, ...]
+    raw: Mapping[str, Any]  # the user's spec (after --set overrides), normalised
+    options: Mapping[str, tuple[str, Opt]]  # every settable name -> (section, Opt)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.axes else 1
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    def swept(self) -> dict[str, Axis]:
+        """Option name -> the axis that sweeps it."""
+        return {m: a for a in self.axes for m in a.members}
+
+    def to_toml(self) -> str:
+        """The full spec, defaults filled in, as TOML text (stored in result files)."""
+        return dumps_toml(self.raw)
+
+    def hash(self) -> str:
+        """sha256 of the normalised spec: identifies a sweep for resume and merge."""
+        return hashlib.sha256(self.to_toml().encode()).hexdigest()[:16]
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**{k: v for k, v in self.outcome.items() if k in Thresholds._fields})
+
+
+# --------------------------------------------------------------------------- TOML writing
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def dumps_toml(d: Mapping[str, Any]) -> str:
+    """Serialise a spec-shaped dict (scalars at top, then one level of tables)."""
+    lines = [f"{_key(k)} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, Mapping)]
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            lines += ["", f"[{_key(k)}]"] + [f"{_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- loading
+def load_spec_dict(source: Any) -> dict:
+    """A path to a TOML file, TOML text is not accepted (ambiguous): path or dict only."""
+    if isinstance(source, Spec):
+        return copy.deepcopy(dict(source.raw))
+    if isinstance(source, Mapping):
+        return _plain(source)
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if not p.exists():
+            raise SpecError(f"spec file {str(p)!r} does not exist: give the path to a .toml spec")
+        if p.is_dir():
+            raise SpecError(f"spec file {str(p)!r} is a directory: give the path to a .toml spec")
+        try:
+            return tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"spec file {str(p)!r} is not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"spec file {str(p)!r} is not a text file") from None
+    raise SpecError(f"spec: expected a dict, a sweep.Spec or a path to a TOML file, got {type(source).__name__}")
+
+
+def _plain(x):
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def apply_overrides(d: dict, sets: list[str] | None) -> dict:
+    """Apply ``key.path=value`` overrides (value parsed as TOML, else a bare string)."""
+    for item in sets or []:
+        if "=" not in item:
+            raise SpecError(f"--set {item!r}: expected key=value, e.g. --set train.steps=500")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        path = key.split(".")
+        if not key or any(not p for p in path):
+            raise SpecError(f"--set {item!r}: expected a dotted key such as train.lr")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        node = d
+        for p in path[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise SpecError(f"--set {key}: {p!r} is not a table")
+            node = nxt
+        node[path[-1]] = value
+    return d
+
+
+def _table(d: dict, key: str, required: bool = False) -> dict:
+    v = d.get(key, None)
+    if v is None:
+        if required:
+            raise SpecError(f"[{key}]: missing section; add it, e.g. [{key}] name = \"neuron\"")
+        return {}
+    if not isinstance(v, dict):
+        raise SpecError(f"{key} = {_show(v)}: must be a table ([{key}] section)")
+    return v
+
+
+def _check(section: str, key: str, opt: Opt, value: Any) -> Any:
+    try:
+        return opt.check(value)
+    except ValueError as e:
+        raise _fail(f"{section}.{key}", value, f"must be {e}", opt.choices) from None
+
+
+def _section(section: str, given: dict, schema: dict[str, Opt]) -> dict:
+    out = {}
+    for k, v in given.items():
+        if k not in schema:
+            raise _unknown(section, k, schema)
+        out[k] = _check(section, k, schema[k], v)
+    return out
+
+
+def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
+    """Validate a spec (path, dict or Spec) plus ``--set`` overrides into a frozen ``Spec``."""
+    d = apply_overrides(load_spec_dict(source), overrides)
+    for k in d:
+        if k not in TOP_KEYS:
+            raise _unknown("", k, TOP_KEYS)
+    seed = d.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+        raise _fail("seed", seed, "must be an integer in [0, 2**32)")
+    desc = d.get("description", "")
+    if not isinstance(desc, str):
+        raise _fail("description", desc, "must be a string")
+
+    # ---- problem
+    prob = dict(_table(d, "problem", required=True))
+    name = prob.pop("name", None)
+    if name is None:
+        raise SpecError(f"problem.name: missing; one of {', '.join(PROBLEMS)}")
+    if not isinstance(name, str) or name not in PROBLEMS:
+        raise _fail("problem.name", name, "must be one of " + ", ".join(PROBLEMS), tuple(PROBLEMS))
+    pdef = PROBLEMS[name]
+    data_given = prob.pop("data", None)
+    popts = _section("problem", prob, pdef.options)
+    if data_given is not None and not pdef.has_data:
+        raise SpecError(f"problem.data: the {name!r} problem has no data; remove the data table")
+    data = {}
+    if pdef.has_data:
+        if data_given is not None and not isinstance(data_given, dict):
+            raise _fail("problem.data", data_given, "must be a table, e.g. data = { dist = \"normal\", n = 256 }")
+        data = _section("problem.data", data_given or {}, DATA_OPTIONS)
+    for k, opt in pdef.options.items():
+        if k not in popts:
+            if opt.default is None and opt.kind == "str":
+                raise SpecError(f"problem.{k}: missing; {opt.doc}")
+            popts[k] = opt.default
+    try:
+        init_schema = problem_init_options(name, popts)
+    except ValueError as e:
+        raise _fail("problem.loss", popts.get("loss"), str(e)) from None
+    if pdef.has_data:
+        data = {k: data.get(k, o.default) for k, o in DATA_OPTIONS.items()}
+        if data["dist"] == "uniform" and not data["lo"] < data["hi"]:
+            raise _fail("problem.data.hi", data["hi"], f"must be greater than data.lo = {data['lo']}")
+        popts["data"] = data
+
+    train = _section("train", _table(d, "train"), TRAIN_OPTIONS)
+    train = {k: train.get(k, o.default) for k, o in TRAIN_OPTIONS.items()}
+    init = _section("init", _table(d, "init"), init_schema)
+    init = {k: init.get(k, o.default) for k, o in init_schema.items()}
+    outcome = _section("outcome", _table(d, "outcome"), OUTCOME_OPTIONS)
+    outcome = {k: outcome.get(k, o.default) for k, o in OUTCOME_OPTIONS.items()}
+    run = _section("run", _table(d, "run"), RUN_OPTIONS)
+    run = {k: run.get(k, o.default) for k, o in RUN_OPTIONS.items()}
+    record = _section("record", _table(d, "record"), RECORD_OPTIONS)
+    record = {k: record.get(k, o.default) for k, o in RECORD_OPTIONS.items()}
+
+    # ---- every settable name
+    options: dict[str, tuple[str, Opt]] = {"seed": ("seed", Opt(0, "int", "replicate seed", lo=0))}
+    for sec, schema in (("train", TRAIN_OPTIONS), ("init", init_schema), ("problem", pdef.options)):
+        for k, o in schema.items():
+            options[k] = (sec, o)
+    if pdef.has_data:
+        for k, o in DATA_OPTIONS.items():
+            options["data." + k] = ("problem.data", o)
+    for k in ("loss",):
+        options.pop(k, None)  # a different module per trajectory is not a sweep
+
+    axes = _parse_axes(_table(d, "axes"), options, seed)
+    swept = {m for a in axes for m in a.members}
+    if len(set(a.name for a in axes)) != len(axes):
+        raise SpecError("axes: two axes share a dimension name")
+    # normalised raw spec (what is stored in files): defaults filled in, axes as given
+    raw = {"seed": seed}
+    if desc:
+        raw["description"] = desc
+    raw["problem"] = {"name": name, **{k: v for k, v in popts.items() if v is not None}}
+    raw["train"] = train
+    raw["init"] = init
+    raw["outcome"] = {k: v for k, v in outcome.items() if v is not None}
+    raw["run"] = run
+    raw["record"] = record
+    raw["axes"] = _plain(_table(d, "axes"))
+    _check_conflicts(train, popts, swept, axes)
+    return Spec(seed, desc, name, types.MappingProxyType(popts), types.MappingProxyType(train),
+                types.MappingProxyType(init), types.MappingProxyType(outcome), types.MappingProxyType(run),
+                types.MappingProxyType(record), tuple(axes), types.MappingProxyType(raw),
+                types.MappingProxyType(options))
+
+
+def _check_conflicts(train, popts, swept, axes):
+    data = popts.get("data")
+    if data and data["fresh"] and data["batch"] == 0 and "data.batch" not in swept:
+        pass  # fresh batches of n points: allowed (batch 0 means n)
+    if data and not data["fresh"] and data["batch"] > data["n"]:
+        raise _fail("problem.data.batch", data["batch"], f"must be <= data.n = {data['n']} for a fixed dataset "
+                    "(or set fresh = true)")
+
+
+def _num_list(key: str, v: Any, n: int) -> list[float]:
+    if not isinstance(v, list) or len(v) != n or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+        raise _fail(key, v, f"must be a list of {n} numbers")
+    if any(not math.isfinite(x) for x in v):
+        raise _fail(key, v, "must be finite numbers (no nan or inf)")
+    return v
+
+
+def _axis_values(key: str, form: dict, opt: Opt, rng: np.random.Generator | None, samples: int | None):
+    """Values of one axis member from its form. Returns (values, spacing)."""
+    forms = [f for f in form if f in AXIS_FORMS]
+    extra = [f for f in form if f not in AXIS_FORMS and f not in ("samples", "units")]
+    if extra:
+        raise _unknown(key, extra[0], AXIS_FORMS + ("samples", "units"))
+    if len(forms) != 1:
+        raise _fail(key, form, "must give exactly one of " + ", ".join(AXIS_FORMS[:-1]))
+    f = forms[0]
+    v = form[f]
+    if f == "values":
+        return _list_values(key, v, opt), "list"
+    if opt.kind not in ("float", "int"):
+        raise _fail(key, form, f"{f} needs a numeric option; give a list of values ({opt.allowed()})")
+    if f == "linspace":
+        a, b, n = _num_list(f"{key}.linspace", v, 3)
+        if not float(n).is_integer() or n < 1:
+            raise _fail(f"{key}.linspace", v, "must be [start, stop, count] with an integer count >= 1")
+        vals = np.linspace(a, b, int(n)).tolist()
+        sp = "linear"
+    elif f == "logspace":
+        a, b, n = _num_list(f"{key}.logspace", v, 3)
+        if not float(n).is_integer() or n < 1:
+            raise _fail(f"{key}.logspace", v, "must be [start_exponent, stop_exponent, count] with an integer count >= 1")
+        if abs(a) > 300 or abs(b) > 300:
+            raise _fail(f"{key}.logspace", v, "exponents are powers of ten; they must be within [-300, 300]")
+        vals = np.logspace(a, b, int(n)).tolist()
+        sp = "log"
+    elif f == "range":
+        if isinstance(v, int) and not isinstance(v, bool):
+            args = [v]
+        elif isinstance(v, list) and 1 <= len(v) <= 3:
+            args = v
+        else:
+            raise _fail(f"{key}.range", v, "must be a count N or [start, stop] or [start, stop, step] of integers")
+        if any(isinstance(x, bool) or not isinstance(x, int) for x in args) or (len(args) == 3 and args[2] == 0):
+            raise _fail(f"{key}.range", v, "must be integers with a non-zero step")
+        vals = list(range(*args))
+        sp = "linear"
+    elif f in ("uniform", "normal"):
+        a, b = _num_list(f"{key}.{f}", v, 2)
+        if f == "uniform" and not a < b:
+            raise _fail(f"{key}.uniform", v, "must be [low, high] with low < high")
+        if f == "normal" and not b > 0:
+            raise _fail(f"{key}.normal", v, "must be [mean, std] with std > 0")
+        if samples is None:
+            raise _fail(key, form, "random samples need a count: add samples = N to the axis or to [axes]")
+        draw = rng.uniform(a, b, samples) if f == "uniform" else rng.normal(a, b, samples)
+        vals = draw.tolist()
+        sp = "random"
+    else:
+        raise _fail(key, form, "zip is only allowed at the top of an axis")
+    if not vals:
+        raise _fail(key, form, "gives no values; an axis needs at least one")
+    if opt.kind == "int":
+        vals = [int(round(x)) for x in vals]
+    for x in vals:
+        _check_axis_value(key, opt, x)
+    return vals, sp
+
+
+def _check_axis_value(key, opt, x):
+    try:
+        return opt.check(x)
+    except ValueError as e:
+        raise _fail(key, x, f"axis value must be {e}", opt.choices) from None
+
+
+def _list_values(key: str, v: Any, opt: Opt) -> list:
+    if not isinstance(v, list):
+        raise _fail(key, v, "must be a list of values")
+    if not v:
+        raise _fail(key, v, "is empty; an axis needs at least one value")
+    out = [_check_axis_value(key, opt, x) for x in v]
+    if len(set(map(repr, out))) != len(out):
+        raise _fail(key, v, "has repeated values; each value of an axis must be distinct")
+    return out
+
+
+def _resolve(key: str, options: dict) -> tuple[str, Opt]:
+    if key in options:
+        return key, options[key][1]
+    if key.startswith(("train.", "init.", "problem.")):
+        short = key.split(".", 1)[1]
+        if short in options:
+            return short, options[short][1]
+    near = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise SpecError(f"axes.{key}: not an option of this spec{hint}; sweepable: {', '.join(sorted(options))}")
+
+
+def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
+    samples = given.get("samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise _fail("axes.samples", samples, "must be an integer >= 1")
+    rng = np.random.default_rng([seed, 0x5A3])
+    axes: list[Axis] = []
+    random_members: list[tuple[str, list]] = []
+    random_pos = None
+    seen: set[str] = set()
+    for key, form in given.items():
+        if key == "samples":
+            continue
+        if isinstance(form, dict) and "zip" in form:
+            members = form["zip"]
+            if set(form) - {"zip", "units"} or not isinstance(members, dict) or not members:
+                raise _fail(f"axes.{key}", form, "zip must be a table of option = [values], e.g. "
+                            "{ zip = { lr = [0.1, 0.2], momentum = [0.9, 0.5] } }")
+            names, vals = [], []
+            for m, mv in members.items():
+                name, opt = _resolve(m, options)
+                vals.append(tuple(_list_values(f"axes.{key}.zip.{m}", mv, opt)))
+                names.append(name)
+            if len({len(v) for v in vals}) != 1:
+                raise _fail(f"axes.{key}.zip", members, "all zipped lists must have the same length")
+            if key in options and key not in names:
+                raise SpecError(f"axes.{key}: a zipped axis needs a dimension name that is not an option")
+            axes.append(Axis(key, tuple(names), tuple(vals), "list"))
+            new = names
+        else:
+            name, opt = _resolve(key, options)
+            if isinstance(form, list):
+                vals, sp = _list_values(f"axes.{key}", form, opt), "list"
+            elif isinstance(form, dict):
+                n = form.get("samples", samples)
+                if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                    raise _fail(f"axes.{key}.samples", n, "must be an integer >= 1")
+                vals, sp = _axis_values(f"axes.{key}", form, opt, rng, n)
+            else:
+                raise _fail(f"axes.{key}", form, "must be a list of values or a table such as "
+                            "{ linspace = [start, stop, count] }")
+            if sp == "random":
+                if random_pos is None:
+                    random_pos = len(axes)
+                random_members.append((name, vals))
+                new = [name]
+            else:
+                axes.append(Axis(name, (name,), (tuple(vals),), sp))
+                new = [name]
+        for m in new:
+            if m in seen:
+                raise SpecError(f"axes.{m}: swept twice; give each option one axis")
+            seen.add(m)
+    if random_members:
+        lens = {len(v) for _, v in random_members}
+        if len(lens) != 1:
+            raise SpecError("axes: random axes must all have the same number of samples (they share the "
+                            "'sample' dimension)")
+        if "sample" in seen:
+            raise SpecError("axes.sample: the name 'sample' is reserved for random axes")
+        axes.insert(random_pos, Axis("sample", tuple(m for m, _ in random_members),
+                                     tuple(tuple(v) for _, v in random_members), "random"))
+    return axes

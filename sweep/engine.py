@@ -1,0 +1,348 @@
+"""The only place with vmap / jit / chunking: a Spec becomes compiled, batched sweeps.
+
+Trajectories are grouped by their static combination (categorical options, and the data
+seed for problems with random data); each group is run in fixed-size chunks through ONE
+compiled function, reused for every chunk and every continuous value. Continuous values
+(init values, lr, momentum, alpha, ...) are per-trajectory arrays. Only per-trajectory
+summaries leave the device.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from typing import Any, Callable, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Spec
+from .optimizers import OPTIMIZERS
+from .problems import PROBLEMS
+from .step import make_trajectory
+
+TRACE_COUNT = {"n": 0}  # test hook: incremented each time a chunk function is traced
+_COMPILED: dict[Any, Callable] = {}
+
+REF_SALT = 2 ** 31 - 1  # fold-in value for the reference sample of fresh-data problems
+
+
+class Group(NamedTuple):
+    """Trajectories that share one static combination (and data seed).
+
+    fixed: axis position -> value index for every axis that is not traced;
+    static: the static option values of this group (name -> value);
+    shared_seed: the seed value that defines the data (problems with random data), else 0.
+    """
+
+    fixed: dict
+    static: dict
+    shared_seed: int
+    size: int
+
+
+class Plan(NamedTuple):
+    """How a spec is executed: which axes are traced, the groups, the chunk size."""
+
+    spec: Spec
+    traced_axes: tuple[int, ...]  # positions of axes whose members are all per-trajectory
+    traced_names: tuple[str, ...]  # every traced option name (swept or not)
+    groups: tuple[Group, ...]
+    chunk: int
+    dtype: str
+
+    @property
+    def n_chunks(self) -> int:
+        return sum(math.ceil(g.size / self.chunk) for g in self.groups)
+
+    @property
+    def n_compiles(self) -> int:
+        return len({_static_key(self, g) for g in self.groups})
+
+
+def _kind(spec: Spec, name: str) -> str:
+    """'traced', 'shared' (data seed) or 'static' for an option name."""
+    if name == "seed":
+        return "shared" if PROBLEMS[spec.problem].has_data else "traced"
+    return "traced" if spec.options[name][1].traced else "static"
+
+
+def default_chunk(spec: Spec, backend: str) -> int:
+    """Automatic chunk size: per-trajectory working set and the backend.
+
+    CPU: 4,096 trajectories keeps the per-trajectory vectors of the point-loop layout in
+    cache; accelerators: 2^18 keeps the device busy. Never more than the largest group.
+    """
+    base = 4096 if backend == "cpu" else 2 ** 18
+    return base
+
+
+def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = None) -> Plan:
+    dtype = dtype or spec.run["dtype"]
+    traced_axes, group_axes = [], []
+    for i, a in enumerate(spec.axes):
+        (traced_axes if all(_kind(spec, m) == "traced" for m in a.members) else group_axes).append(i)
+    traced_names = [n for n, (sec, o) in spec.options.items() if _kind(spec, n) == "traced"]
+    sub = int(np.prod([spec.axes[i].size for i in traced_axes], dtype=np.int64)) if traced_axes else 1
+    groups = []
+    for combo in itertools.product(*[range(spec.axes[i].size) for i in group_axes]):
+        fixed = dict(zip(group_axes, combo))
+        static, shared = {}, 0
+        for i, k in fixed.items():
+            a = spec.axes[i]
+            for m, vals in zip(a.members, a.values):
+                if m == "seed" and _kind(spec, m) == "shared":
+                    shared = int(vals[k])
+                elif _kind(spec, m) == "static":
+                    static[m] = vals[k]
+                else:
+                    static[m] = vals[k]  # a traced member zipped with a static one: a group constant
+        groups.append(Group(fixed, static, shared, sub))
+    backend = jax.default_backend()
+    chunk = int(chunk_size or spec.run["chunk_size"] or default_chunk(spec, backend))
+    chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
+    return Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype)
+
+
+def _static_key(plan: Plan, g: Group):
+    s = plan.spec
+    static = {**{k: v for k, v in s.problem_options.items() if k != "data"},
+              **{k: v for k, v in s.train.items() if not s.options[k][1].traced}}
+    data = dict(s.problem_options.get("data", {}))
+    for k, v in g.static.items():
+        if k.startswith("data."):
+            data[k[5:]] = v
+        elif k in s.options and s.options[k][1].traced:
+            continue
+        else:
+            static[k] = v
+    return (s.problem, tuple(sorted(static.items(), key=lambda kv: kv[0])), tuple(sorted(data.items())),
+            s.thresholds(), plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"])
+
+
+def _build_chunk_fn(key) -> Callable:
+    """Compile the function that runs one chunk of one static combination."""
+    problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every = key
+    static = dict(static_items)
+    data = dict(data_items)
+    pdef = PROBLEMS[problem_name]
+    popts = {k: v for k, v in static.items() if k in pdef.options}
+    if pdef.has_data:
+        popts["data"] = data
+    problem = pdef.build(popts)
+    steps = static["steps"]
+    optimizer = static["optimizer"]
+    dtype = jnp.dtype(dtype_name)
+    traj = make_trajectory(problem, optimizer, steps, th, dtype)
+    n_fixed = data.get("n", 0)
+    per_step = data.get("batch", 0) or n_fixed
+    fresh = bool(data.get("fresh", False))
+
+    def sample(key, n):
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype), problem.sample(key, n))
+
+    def batched_value_and_grad(params, batch, v):
+        """Loss and gradient of every trajectory: loop over data points, trajectories on the vector axis."""
+        if problem.point_loss is None:
+            return jax.vmap(traj.value_and_grad, (0, None, 0))(params, batch, v)
+        n = jax.tree_util.tree_leaves(batch)[0].shape[0]
+        per_point = jax.vmap(problem.point_loss, (0, None, 0))
+
+        def body(j, acc):
+            point = jax.tree_util.tree_map(lambda a: a[j], batch)
+            loss, vjp = jax.vjp(lambda p: per_point(p, point, v), params)
+            (g,) = vjp(jnp.ones_like(loss))
+            return acc[0] + loss, jax.tree_util.tree_map(jnp.add, acc[1], g)
+
+        zero = (jnp.zeros((T,), dtype), jax.tree_util.tree_map(jnp.zeros_like, params))
+        loss, grad = jax.lax.fori_loop(0, n, body, zero)
+        inv = jnp.asarray(1.0 / n, dtype)
+        return loss * inv, jax.tree_util.tree_map(lambda g: g * inv, grad)
+
+    def batched_loss(params, batch, v):
+        return jax.vmap(problem.loss, (0, None, 0))(params, batch, v)
+
+    def run_chunk(v, traj_keys, data_key):
+        TRACE_COUNT["n"] += 1
+        if problem.sample is None:
+            fixed, ref = None, None
+        elif fresh:
+            fixed = None
+            ref = sample(jax.random.fold_in(data_key, REF_SALT), max(4 * per_step, 4096))
+        else:
+            fixed = sample(data_key, n_fixed)
+            ref = fixed
+        target = jax.vmap(problem.target, (None, 0))(ref, v)
+        state = jax.vmap(traj.init)(traj_keys, v, target)
+
+        def batch_at(t):
+            if problem.sample is None or (not fresh and per_step == n_fixed):
+                return fixed
+            k = jax.random.fold_in(data_key, t)
+            if fresh:
+                return sample(k, per_step)
+            idx = jax.random.choice(k, n_fixed, (per_step,), replace=False)
+            return jax.tree_util.tree_map(lambda a: a[idx], fixed)
+
+        noisy = problem.sample is not None and (fresh or per_step < n_fixed)
+
+        def step(t, s):
+            loss, grad = batched_value_and_grad(s.params, batch_at(t), v)
+            if not noisy:
+                return jax.vmap(traj.advance, (0, None, 0, 0, 0))(s, t, loss, grad, v)
+            # noisy batches: the final-window statistics use the reference sample's loss at checkpoints
+            wmask = (t >= traj.win_start) & (((t - traj.win_start) % check_every == 0) | (t == steps))
+            wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((T,), dtype))
+            return jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None))(s, t, loss, grad, v, wloss, wmask)
+
+        def block(carry):
+            t, s = carry
+            s = jax.lax.fori_loop(t, t + check_every, step, s)
+            return t + check_every, s
+
+        def more(carry):
+            t, s = carry
+            go = t <= steps
+            return (go & jnp.any(s.code == -1)) if early_exit else go
+
+        _, state = jax.lax.while_loop(more, block, (jnp.int32(0), state))
+        out = jax.vmap(traj.finish)(state)
+        if ref is not None:
+            metrics = jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v)
+            out.update(metrics)
+        return out
+
+    return jax.jit(run_chunk)
+
+
+def chunk_fn(plan: Plan, g: Group) -> Callable:
+    key = _static_key(plan, g)
+    fn = _COMPILED.get(key)
+    if fn is None:
+        fn = _COMPILED[key] = _build_chunk_fn(key)
+    return fn
+
+
+def problem_for(plan: Plan, g: Group):
+    """The built Problem of a group (for names of params and metrics)."""
+    key = _static_key(plan, g)
+    static, data = dict(key[1]), dict(key[2])
+    pdef = PROBLEMS[plan.spec.problem]
+    popts = {k: v for k, v in static.items() if k in pdef.options}
+    if pdef.has_data:
+        popts["data"] = data
+    return pdef.build(popts)
+
+
+class Chunk(NamedTuple):
+    group: Group
+    index: np.ndarray  # (T,) int64 global flat indices (padding repeats the last one)
+    valid: int  # number of real trajectories at the front
+
+
+def chunks(plan: Plan) -> Iterator[Chunk]:
+    """Every chunk of every group, in order: fixed size, last one padded."""
+    spec = plan.spec
+    shape = spec.shape
+    tshape = tuple(shape[i] for i in plan.traced_axes)
+    for g in plan.groups:
+        for start in range(0, g.size, plan.chunk):
+            local = np.arange(start, min(start + plan.chunk, g.size), dtype=np.int64)
+            valid = len(local)
+            local = np.concatenate([local, np.full(plan.chunk - valid, local[-1], np.int64)])
+            multi = [None] * len(shape)
+            if tshape:
+                for pos, idx in zip(plan.traced_axes, np.unravel_index(local, tshape)):
+                    multi[pos] = idx
+            for pos, k in g.fixed.items():
+                multi[pos] = np.full(plan.chunk, k, np.int64)
+            index = np.ravel_multi_index(multi, shape) if shape else np.zeros(plan.chunk, np.int64)
+            yield Chunk(g, index.astype(np.int64), valid)
+
+
+def chunk_inputs(plan: Plan, c: Chunk) -> tuple[dict, jax.Array, jax.Array]:
+    """Per-trajectory traced values (name -> (T,) array), trajectory keys and the data key."""
+    spec = plan.spec
+    shape = spec.shape
+    multi = np.unravel_index(c.index, shape) if shape else ()
+    dtype = np.dtype(plan.dtype)
+    values: dict[str, np.ndarray] = {}
+    for name in plan.traced_names:
+        sec, opt = spec.options[name]
+        if name == "seed":
+            values[name] = np.full(plan.chunk, c.group.shared_seed, np.int64)
+        else:
+            d = spec.train if sec == "train" else spec.init if sec == "init" else spec.problem_options
+            base = d.get(name) if name in d else opt.default
+            values[name] = np.full(plan.chunk, np.nan if base is None else base, dtype)
+    for pos, a in enumerate(spec.axes):
+        for m, vals in zip(a.members, a.values):
+            if m in values:
+                arr = np.asarray(vals)[multi[pos]]
+                values[m] = arr.astype(np.int64 if m == "seed" else dtype)
+    seeds = values.pop("seed", np.full(plan.chunk, c.group.shared_seed, np.int64)).astype(np.uint32)
+    base = jax.random.key(spec.seed)
+    traj_base = jax.random.fold_in(base, 0)
+    keys = _traj_keys(traj_base, jnp.asarray(seeds), jnp.asarray(c.index.astype(np.uint32)))
+    data_key = jax.random.fold_in(jax.random.fold_in(base, 1), c.group.shared_seed)
+    v = {k: jnp.asarray(x) for k, x in values.items() if not np.all(np.isnan(x))}
+    return v, keys, data_key
+
+
+@jax.jit
+def _traj_keys(base, seeds, index):
+    return jax.vmap(lambda s, i: jax.random.fold_in(jax.random.fold_in(base, s), i))(seeds, index)
+
+
+def run_chunk(plan: Plan, c: Chunk) -> dict[str, np.ndarray]:
+    """Run one chunk; returns host arrays of the valid trajectories only."""
+    v, keys, data_key = chunk_inputs(plan, c)
+    out = chunk_fn(plan, c.group)(v, keys, data_key)
+    out = jax.device_get(out)
+    return {k: np.asarray(x)[: c.valid] for k, x in out.items()}
+
+
+def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
+            skip: Callable[[int], bool] | None = None) -> dict:
+    """Run every chunk, handing (chunk number, global indices, results) to ``sink``."""
+    t0 = time.perf_counter()
+    compile_s = 0.0
+    done = 0
+    for i, c in enumerate(chunks(plan)):
+        if skip is not None and skip(i):
+            continue
+        first = _static_key(plan, c.group) not in _COMPILED
+        t1 = time.perf_counter()
+        res = run_chunk(plan, c)
+        if first:
+            compile_s += time.perf_counter() - t1
+        sink(i, c.index[: c.valid], res)
+        done += c.valid
+        if progress is not None:
+            progress(c.valid)
+    return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done}
+
+
+def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | None = None):
+    """The data a sweep trains on: the fixed dataset (or, with ``step``, that step's batch).
+
+    Args:
+      seed: the seed-axis value (data depend on it and on the spec's seed only).
+    Returns:
+      the problem's batch, e.g. ``(x, y)`` arrays of shape (n,), or None for data-free problems.
+    """
+    plan = make_plan(spec, 1, dtype)
+    g = plan.groups[0]
+    problem = problem_for(plan, g)
+    if problem.sample is None:
+        return None
+    data = dict(spec.problem_options["data"])
+    dt = jnp.dtype(plan.dtype)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(spec.seed), 1), seed)
+    if data["fresh"]:
+        n = data["batch"] or data["n"]
+        key = jax.random.fold_in(key, 0 if step is None else step)
+    else:
+        n = data["n"]
+    return jax.tree_util.tree_map(lambda a: a.astype(dt), problem.sample(key, n))

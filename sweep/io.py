@@ -1,0 +1,150 @@
+"""Result Datasets: build from flat per-trajectory arrays, save and load netCDF4."""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .config import Spec, SpecError
+from .outcomes import outcome_attrs
+
+VAR_ATTRS: dict[str, dict] = {
+    "final_loss": {"long_name": "loss at the last evaluated step", "units": "1"},
+    "min_loss": {"long_name": "smallest loss seen", "units": "1"},
+    "converge_step": {"long_name": "first step within tolerance of the target loss (-1: never)", "units": "steps"},
+    "stop_step": {"long_name": "step at which the run settled (the budget if it never did)", "units": "steps"},
+    "final_grad_norm": {"long_name": "gradient norm at the last evaluated step", "units": "1"},
+    "target_loss": {"long_name": "the problem's target loss for this run", "units": "1"},
+}
+
+
+def _coord_values(vals: tuple) -> np.ndarray:
+    if all(isinstance(v, bool) for v in vals):
+        return np.array(["true" if v else "false" for v in vals])
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        return np.asarray(vals)
+    return np.array([str(v) for v in vals])
+
+
+def coords_for(spec: Spec) -> dict[str, Any]:
+    """Coordinates of the result grid: one per axis (plus member coords for zipped/sampled axes)."""
+    coords: dict[str, Any] = {}
+    for a in spec.axes:
+        single = len(a.members) == 1 and a.members[0] == a.name
+        for m, vals in zip(a.members, a.values):
+            opt = spec.options[m][1]
+            attrs = {"spacing": a.spacing, "long_name": opt.doc}
+            if opt.units:
+                attrs["units"] = opt.units
+            if single:
+                coords[a.name] = xr.Variable(a.name, _coord_values(vals), attrs)
+            else:
+                coords[m.replace(".", "_")] = xr.Variable(a.name, _coord_values(vals), attrs)
+        if not single:
+            coords[a.name] = xr.Variable(a.name, np.arange(a.size), {"long_name": f"index along {a.name}"})
+    return coords
+
+
+def provenance(spec: Spec, dtype: str, stats: dict) -> dict[str, Any]:
+    import jax
+
+    import sweep
+
+    devices = jax.devices()
+    return {
+        "title": f"sweep result: {spec.problem}" + (f" - {spec.description}" if spec.description else ""),
+        "problem": spec.problem,
+        "spec": spec.to_toml(),
+        "spec_hash": spec.hash(),
+        "sweep_version": sweep.__version__,
+        "jax_version": jax.__version__,
+        "numpy_version": np.__version__,
+        "xarray_version": xr.__version__,
+        "python_version": platform.python_version(),
+        "backend": jax.default_backend(),
+        "devices": ", ".join(str(d) for d in devices),
+        "device_count": len(devices),
+        "dtype": dtype,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "n_trajectories": spec.n_trajectories,
+        "steps": int(spec.train["steps"]),
+        "outcome_thresholds": " ".join(f"{k}={v}" for k, v in spec.outcome.items() if v is not None),
+        "Conventions": "CF-1.8",
+        **{k: float(v) for k, v in stats.items()},
+    }
+
+
+def to_dataset(spec: Spec, flat: dict[str, np.ndarray], attrs: dict, metric_attrs: dict | None = None) -> xr.Dataset:
+    """Reshape flat (n_trajectories,) result arrays onto the grid."""
+    shape, dims = spec.shape, spec.dims
+    data_vars = {}
+    for name, arr in flat.items():
+        a = np.asarray(arr).reshape(shape)
+        if name == "outcome":
+            va = dict(outcome_attrs())
+            va["flag_values"] = np.asarray(va["flag_values"], np.int8)
+        elif name.startswith("final_") and name not in VAR_ATTRS:
+            va = {"long_name": f"final value of parameter {name[6:]}"}
+        else:
+            va = dict(VAR_ATTRS.get(name) or (metric_attrs or {}).get(name, {}))
+        data_vars[name] = xr.Variable(dims, a, va)
+    return xr.Dataset(data_vars, coords=coords_for(spec), attrs=attrs)
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
+    """Fail early (before compute) if ``path`` cannot be written or would be overwritten."""
+    p = Path(path)
+    if p.suffix not in (".nc", ".nc4", ".netcdf"):
+        raise SpecError(f"--out {str(p)!r}: the output must be a netCDF file ending in .nc")
+    if p.exists() and p.is_dir():
+        raise SpecError(f"--out {str(p)!r} is a directory: give a file path such as {str(p / 'result.nc')!r}")
+    if p.exists() and not (overwrite or resume):
+        raise SpecError(f"--out {str(p)!r} already exists: pass --overwrite to replace it or --resume to continue it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SpecError(f"--out {str(p)!r}: cannot create directory {str(parent)!r} ({e.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise SpecError(f"--out {str(p)!r}: directory {str(parent)!r} is not writable; choose another --out")
+    return p
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``ds`` as compressed netCDF4 atomically (temporary file, then rename)."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise SpecError(f"{str(p)!r} already exists: pass overwrite=True (--overwrite) to replace it")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    enc = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix="." + p.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def load(path: str | os.PathLike, **kwargs) -> xr.Dataset:
+    """Open a result file (plain ``xr.open_dataset`` works too); clear error if it is not one."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"{str(p)!r} does not exist")
+    try:
+        ds = xr.open_dataset(p, engine="netcdf4", **kwargs)
+    except Exception as e:  # noqa: BLE001 - any reader failure means an unreadable file
+        raise SpecError(f"{str(p)!r} is not a readable netCDF result file ({type(e).__name__}: {e}); "
+                        "it may be truncated: re-run with --overwrite") from None
+    if "outcome" not in ds:
+        raise SpecError(f"{str(p)!r} is a netCDF file but not a sweep result (no 'outcome' variable)")
+    return ds

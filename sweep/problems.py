@@ -1,0 +1,224 @@
+"""Problem registry: what is trained, written for ONE trajectory.
+
+A problem is built from its static options (``build(opts) -> Problem``) and exposes pure
+functions of one trajectory's parameters: ``init``, ``loss``, optionally ``point_loss``
+(so the engine can loop over data points with trajectories on the vector axis), a target
+loss and extra metrics. Parameters are a dict of scalars (structure of arrays once batched).
+Traced per-trajectory values (init values, activation alpha, ...) arrive in ``v``.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .activations import ACTIVATIONS, GRAD_AT_ZERO_CHOICES, get_activation
+from .options import Opt
+
+
+class Problem(NamedTuple):
+    """A built problem (static choices resolved; everything else traced).
+
+    params: names of the scalar parameters, in order (each stored as ``final_<name>``).
+    init(key, v) -> {name: () float}: one trajectory's initial parameters.
+    loss(params, batch, v) -> () float: the training loss on a batch (a mean over points).
+    point_loss(params, point, v) -> () float or None: loss of one data point; when given,
+      ``loss`` is the mean of it over the batch and the engine may loop over points.
+    sample(key, n) -> batch or None: draw n data points (None: the problem has no data).
+    target(batch, v) -> () float: the loss that counts as "converged" (plus tolerance).
+    metrics(params, batch, v) -> {name: () float}: extra per-trajectory results.
+    metric_attrs: {name: {"long_name":..., "units":...}}.
+    """
+
+    params: tuple[str, ...]
+    init: Callable
+    loss: Callable
+    point_loss: Callable | None
+    sample: Callable | None
+    target: Callable
+    metrics: Callable
+    metric_attrs: dict
+
+
+class ProblemDef(NamedTuple):
+    """A registered problem: its option schemas and its builder."""
+
+    build: Callable[[dict], Problem]
+    options: dict[str, Opt]
+    init: dict[str, Opt]
+    doc: str
+    has_data: bool = False
+
+
+ACT_NAMES = tuple(ACTIVATIONS)
+
+DATA_OPTIONS: dict[str, Opt] = {
+    "dist": Opt("normal", "choice", "input distribution", choices=("normal", "uniform")),
+    "n": Opt(1000, "int", "points in the fixed dataset (ignored when fresh = true)", lo=1),
+    "batch": Opt(0, "int", "points per step: a fresh batch size, or a minibatch of the fixed dataset (0: all n)", lo=0),
+    "fresh": Opt(False, "bool", "draw a new batch every step (same batch for every trajectory of a seed)"),
+    "lo": Opt(-1.0, "float", "uniform: lower bound"),
+    "hi": Opt(1.0, "float", "uniform: upper bound"),
+    "mean": Opt(0.0, "float", "normal: mean"),
+    "std": Opt(1.0, "float", "normal: standard deviation", lo=0.0, lo_open=True),
+}
+
+
+def _activation_options(default: str) -> dict[str, Opt]:
+    return {
+        "activation": Opt(default, "choice", "the student's activation", choices=ACT_NAMES),
+        "alpha": Opt(None, "float", "activation parameter (leaky/prelu slope, elu scale); default: the activation's own",
+                     traced=True),
+        "relu_grad_at_zero": Opt(0.0, "choice", "derivative of the ReLU family at the kink", choices=GRAD_AT_ZERO_CHOICES),
+    }
+
+
+def _alpha(v: dict, activation: str):
+    a = v.get("alpha")
+    if a is None:
+        a = ACTIVATIONS[activation].alpha_default or 0.0
+    return a
+
+
+# --------------------------------------------------------------------------- neuron
+def _build_neuron(o: dict) -> Problem:
+    act = get_activation(o["activation"], o["relu_grad_at_zero"])
+    teacher = get_activation(o["teacher"], o["relu_grad_at_zero"])
+    names = ("w",) + (("b",) if o["bias"] else ()) + (("a", "c") if o["out_weight"] else ())
+    d = o["data"]
+
+    def init(key, v):
+        return {n: jnp.asarray(v[n + "0"]) for n in names}
+
+    def predict(p, x, v):
+        z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
+        h = act(z, _alpha(v, o["activation"]))
+        return p["a"] * h + p["c"] if o["out_weight"] else h
+
+    def point_loss(p, point, v):
+        x, y = point
+        return (predict(p, x, v) - y) ** 2
+
+    def loss(p, batch, v):
+        x, y = batch
+        return jnp.mean((predict(p, x, v) - y) ** 2)
+
+    def sample(key, n):  # drawn in float32 whatever the run's dtype: the same data for every dtype
+        if d["dist"] == "normal":
+            x = d["mean"] + d["std"] * jax.random.normal(key, (n,), jnp.float32)
+        else:
+            x = jax.random.uniform(key, (n,), jnp.float32, minval=d["lo"], maxval=d["hi"])
+        return x, teacher(x, _alpha({}, o["teacher"]))
+
+    realisable = o["activation"] == o["teacher"]
+    ref = {"w": 1.0, "b": 0.0, "a": 1.0, "c": 0.0}
+
+    def target(batch, v):
+        if realisable:
+            return jnp.zeros((), batch[0].dtype)
+        return loss({n: jnp.asarray(ref[n], batch[0].dtype) for n in names}, batch, v)
+
+    def metrics(p, batch, v):
+        x, _ = batch
+        z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
+        return {"active_fraction": jnp.mean((z > 0).astype(x.dtype))}
+
+    attrs = {"active_fraction": {"long_name": "fraction of data points with positive pre-activation at the end",
+                                 "units": "1"}}
+    return Problem(names, init, loss, point_loss, sample, target, metrics, attrs)
+
+
+NEURON = ProblemDef(
+    _build_neuron,
+    {
+        **_activation_options("relu"),
+        "teacher": Opt("relu", "choice", "the teacher's activation: y = teacher(x)", choices=ACT_NAMES),
+        "bias": Opt(True, "bool", "student has a bias b: act(w*x + b)"),
+        "out_weight": Opt(False, "bool", "student has an output weight and bias: a*act(w*x + b) + c"),
+    },
+    {
+        "w0": Opt(0.5, "float", "initial w", traced=True),
+        "b0": Opt(0.0, "float", "initial b (with bias = true)", traced=True),
+        "a0": Opt(1.0, "float", "initial output weight a (with out_weight = true)", traced=True),
+        "c0": Opt(0.0, "float", "initial output bias c (with out_weight = true)", traced=True),
+    },
+    "single neuron act(w*x + b) [a*...+c] learning teacher(x); loss = mean squared error (no 1/2)",
+    has_data=True,
+)
+
+
+# --------------------------------------------------------------------------- quartic / function
+def _scalar_problem(fn: Callable, names: tuple[str, ...], target_value: float) -> Problem:
+    def init(key, v):
+        return {n: jnp.asarray(v[n + "0"]) for n in names}
+
+    def loss(p, batch, v):
+        return fn(*[p[n] for n in names])
+
+    def target(batch, v):
+        return jnp.asarray(target_value)
+
+    return Problem(names, init, loss, None, None, target, lambda p, b, v: {}, {})
+
+
+QUARTIC = ProblemDef(
+    lambda o: _scalar_problem(lambda x: x ** 4, ("x",), 0.0),
+    {},
+    {"x0": Opt(1.0, "float", "initial x", traced=True)},
+    "L(x) = x^4 (seed 001's toy): GD converges iff 0 < lr*x0^2 < 1/2",
+)
+
+
+def load_function(ref: str) -> Callable:
+    """Import ``module:function`` (raises ValueError with the reason)."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise ValueError("expected 'module:function'")
+    mod, fn = ref.split(":")
+    try:
+        module = importlib.import_module(mod)
+    except Exception as e:  # noqa: BLE001 - reported to the user
+        raise ValueError(f"cannot import module {mod!r} ({type(e).__name__}: {e})") from None
+    f = getattr(module, fn, None)
+    if not callable(f):
+        raise ValueError(f"module {mod!r} has no function {fn!r}")
+    return f
+
+
+def function_params(f: Callable) -> tuple[str, ...]:
+    """Parameter names of a user loss: its positional arguments."""
+    sig = inspect.signature(f)
+    names = tuple(p.name for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
+    if not names:
+        raise ValueError("the function takes no positional arguments")
+    return names
+
+
+def _build_function(o: dict) -> Problem:
+    f = load_function(o["loss"])
+    return _scalar_problem(f, function_params(f), o["target"])
+
+
+FUNCTION = ProblemDef(
+    _build_function,
+    {
+        "loss": Opt(None, "str", "a scalar loss 'module:function'; each positional argument is a scalar parameter"),
+        "target": Opt(0.0, "float", "the minimum loss (converged = reached it within tolerance)"),
+    },
+    {},  # one '<arg>0' init key per function argument, added by the config
+    "any user loss f(x, y, ...) -> scalar given as 'module:function'",
+)
+
+PROBLEMS: dict[str, ProblemDef] = {"neuron": NEURON, "quartic": QUARTIC, "function": FUNCTION}
+
+
+def problem_init_options(name: str, options: dict[str, Any]) -> dict[str, Opt]:
+    """Init keys of a problem (for ``function``: one per argument of the user's loss)."""
+    pdef = PROBLEMS[name]
+    if name == "function":
+        names = function_params(load_function(options["loss"]))
+        return {n + "0": Opt(0.0, "float", f"initial {n}", traced=True) for n in names}
+    return pdef.init

@@ -1,0 +1,161 @@
+"""One trajectory: initial state, one optimizer step, final classification.
+
+Everything here is written for a single training run and knows nothing about batches;
+``engine.py`` vmaps it. The loss and gradient of a step are computed by the caller (the
+engine chooses a batched layout for them) and passed to ``advance``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .optimizers import make_optimizer
+from .outcomes import Outcome, Thresholds, classify_survivor
+from .problems import Problem
+
+ALIVE = -1  # code of a trajectory that has not settled yet
+
+
+class TrajState(NamedTuple):
+    """State of one trajectory (all leaves are scalars or parameter-shaped)."""
+
+    params: dict  # name -> () float
+    opt_state: Any  # optax state
+    code: jax.Array  # () int8, ALIVE until settled
+    stop_step: jax.Array  # () int32
+    loss0: jax.Array  # () float, loss at step 0
+    target: jax.Array  # () float, the problem's target loss
+    last_loss: jax.Array  # () float, loss at the last evaluation while alive
+    last_gnorm: jax.Array  # () float
+    min_loss: jax.Array  # () float
+    dead_count: jax.Array  # () int32, consecutive exactly-zero gradients
+    win_start: jax.Array  # () float, loss at the start of the final window
+    path: jax.Array  # () float, sum |window-loss change| over the final window
+    win_last: jax.Array  # () float, the last window loss
+    step_norm: jax.Array  # () float, norm of the last update
+
+
+def hyperparams(v: dict) -> dict:
+    """The optimizer hyperparameters of one trajectory (traced scalars)."""
+    return v
+
+
+def tree_norm(t) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(t)))
+
+
+def tree_absmax(t) -> jax.Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(t)]))
+
+
+class Trajectory(NamedTuple):
+    """Pure functions of one trajectory for a given static combination."""
+
+    init: Callable  # (key, v, target) -> TrajState
+    advance: Callable  # (state, t, loss, grad, v, wloss, wmask) -> TrajState
+    win_start: int  # first step of the final window
+    finish: Callable  # (state) -> dict of () results
+    value_and_grad: Callable  # (params, batch, v) -> (loss, grad)
+
+
+def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds, dtype) -> Trajectory:
+    """Build the trajectory functions (all arguments static: changing them recompiles).
+
+    Steps are evaluated at t = 0..steps: the loss and gradient at t decide whether the run
+    settles at t; if not, and t < steps, the optimizer takes a step. So ``steps`` updates
+    are taken at most and the final loss is the loss of the final parameters.
+    """
+    win = max(1, int(round(th.window * steps)))
+    win_start = max(0, steps - win)
+
+    def opt(v):
+        return make_optimizer(optimizer, hyperparams(v))
+
+    def init(key, v, target):
+        params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), problem.init(key, v))
+        z = jnp.zeros((), dtype)
+        return TrajState(params, opt(v).init(params), jnp.int8(ALIVE), jnp.int32(steps), z,
+                         jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z)
+
+    def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True) -> TrajState:
+        """One step. ``wloss``: the loss used for the final-window statistics (the step's own loss
+        for deterministic data; a fixed reference sample's loss at checkpoints for noisy data, where
+        ``wmask`` says whether this step is a checkpoint)."""
+        wloss = loss if wloss is None else wloss
+        alive = (s.code == ALIVE) & (t <= steps)
+        gnorm = tree_norm(grad)
+        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        loss0 = jnp.where(t == 0, loss, s.loss0)
+        conv = loss <= s.target + th.loss_atol + th.loss_rtol * jnp.abs(s.target)
+        dead_count = jnp.where(alive & (gnorm == 0) & ~conv, s.dead_count + 1, jnp.where(alive, 0, s.dead_count))
+        bound = jnp.maximum(th.diverge_loss, th.diverge_factor * jnp.abs(loss0))
+        div = (loss > bound) | (tree_absmax(s.params) > th.diverge_param)
+        new = jnp.where(~finite, int(Outcome.NAN),
+                        jnp.where(div, int(Outcome.DIVERGED),
+                                  jnp.where(conv, int(Outcome.CONVERGED),
+                                            jnp.where(dead_count >= th.dead_patience, int(Outcome.DEAD), ALIVE))))
+        settle = alive & (new != ALIVE)
+        code = jnp.where(settle, new, s.code).astype(jnp.int8)
+        stop_step = jnp.where(settle, t, s.stop_step).astype(jnp.int32)
+        last_loss = jnp.where(alive, loss, s.last_loss)
+        last_gnorm = jnp.where(alive, gnorm, s.last_gnorm)
+        min_loss = jnp.where(alive, jnp.fmin(s.min_loss, loss), s.min_loss)
+        in_win = alive & wmask & (t >= win_start)
+        win_loss = jnp.where(in_win & (t == win_start), wloss, s.win_start)
+        path = jnp.where(in_win & (t > win_start), s.path + jnp.abs(wloss - s.win_last), s.path)
+        win_last = jnp.where(in_win, wloss, s.win_last)
+        # the optimizer step, only for runs still alive and with budget left
+        move = alive & (code == ALIVE) & (t < steps)
+        updates, opt_state = opt(v).update(grad, s.opt_state, s.params)
+        new_params = optax.apply_updates(s.params, updates)
+        step_norm = jnp.where(move, tree_norm(updates), s.step_norm)
+        keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(move, x, y), a, b)  # noqa: E731
+        return TrajState(keep(new_params, s.params), keep(opt_state, s.opt_state), code, stop_step, loss0, s.target,
+                         last_loss, last_gnorm, min_loss, dead_count, win_loss, path, win_last, step_norm)
+
+    def finish(s: TrajState) -> dict:
+        survivor = classify_survivor(th, loss_start=s.win_start, loss_end=s.win_last, path=s.path,
+                                     step_norm=s.step_norm, param_norm=tree_norm(s.params), target=s.target)
+        code = jnp.where(s.code == ALIVE, survivor, s.code).astype(jnp.int8)
+        out = {
+            "outcome": code,
+            "final_loss": s.last_loss,
+            "min_loss": s.min_loss,
+            "converge_step": jnp.where(code == int(Outcome.CONVERGED), s.stop_step, -1).astype(jnp.int32),
+            "stop_step": s.stop_step,
+            "final_grad_norm": s.last_gnorm,
+            "target_loss": s.target,
+        }
+        for name in problem.params:
+            out["final_" + name] = s.params[name]
+        return out
+
+    def value_and_grad(params, batch, v):
+        return jax.value_and_grad(problem.loss)(params, batch, v)
+
+    return Trajectory(init, advance, win_start, finish, value_and_grad)
+
+
+def run_one(problem: Problem, traj: Trajectory, steps: int, key, v: dict, data=None,
+            batch_fn: Callable | None = None, target=None) -> dict:
+    """Train ONE trajectory with ``lax`` loops (reference for tests; the engine batches this).
+
+    Args:
+      data: the fixed batch, or None with ``batch_fn(t) -> batch`` for per-step batches.
+    Returns:
+      dict of () results, as the engine's.
+    """
+    if target is None:
+        target = problem.target(data, v)
+    s = traj.init(key, v, target)
+
+    def body(t, s):
+        batch = data if batch_fn is None else batch_fn(t)
+        loss, grad = traj.value_and_grad(s.params, batch, v)
+        return traj.advance(s, t, loss, grad, v)
+
+    s = jax.lax.fori_loop(0, steps + 1, body, s)
+    return traj.finish(s)

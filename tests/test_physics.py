@@ -1,0 +1,100 @@
+"""Exact answers: outcomes must land where the mathematics says they do."""
+import numpy as np
+import pytest
+
+import sweep
+from sweep.engine import dataset
+from sweep.outcomes import Outcome
+
+from helpers import names
+
+
+def test_quartic_basin_is_lr_x0_squared_below_half():
+    """GD on x^4: x <- x(1 - 4 lr x^2) converges iff 0 < lr*x0^2 < 1/2, diverges above."""
+    ds = sweep.run({
+        "problem": {"name": "quartic"},
+        "train": {"steps": 3000},
+        "axes": {"x0": {"linspace": [0.05, 3.0, 60]}, "lr": {"logspace": [-2, 0, 25]}},
+    }, progress=False)
+    c = ds.x0.values[:, None] ** 2 * ds.lr.values[None, :]
+    out = ds.outcome.values
+    inside, outside = c < 0.5 * (1 - 1e-3), c > 0.5 * (1 + 1e-3)
+    # never converged on the wrong side, never diverged inside
+    assert not np.any(out[outside] == Outcome.CONVERGED)
+    assert np.all(out[outside] == Outcome.DIVERGED)
+    assert not np.any(out[inside] == Outcome.DIVERGED)
+    # inside: converged, or still improving (sublinear rate x_k ~ 1/sqrt(8 lr k)) - never anything else
+    assert set(np.unique(out[inside])) <= {Outcome.CONVERGED, Outcome.UNFINISHED}
+    # well inside and with lr*steps large enough to reach |x| < (1e-6)^(1/4): converged
+    easy = inside & (c < 0.4) & (ds.lr.values[None, :] * 3000 > 1 / (8 * 1e-3) * 1.5)
+    assert easy.sum() > 100 and np.all(out[easy] == Outcome.CONVERGED)
+
+
+def test_dead_relu_region_is_b_below_minus_abs_w():
+    """On data in [-1, 1], relu(w x + b) is inactive on every point iff b <= -|w|: exactly zero gradient."""
+    w = np.linspace(-2, 2, 21)
+    ds = sweep.run({
+        "problem": {"name": "neuron", "data": {"dist": "uniform", "lo": -1.0, "hi": 1.0, "n": 200}},
+        "train": {"steps": 200, "lr": 0.05},
+        "axes": {"w0": w.tolist(), "b0": np.linspace(-3, 1, 21).tolist()},
+    }, progress=False)
+    W, B = np.meshgrid(ds.w0.values, ds.b0.values, indexing="ij")
+    x = np.asarray(dataset(sweep.parse_spec({"problem": {"name": "neuron", "data": {
+        "dist": "uniform", "lo": -1.0, "hi": 1.0, "n": 200}}}))[0])
+    # exact on this sample: dead iff w*x + b <= 0 for every data point
+    inactive = np.all(W[..., None] * x + B[..., None] <= 0, axis=-1)
+    out = ds.outcome.values
+    assert np.all(out[inactive] == Outcome.DEAD)
+    assert not np.any(out[~inactive] == Outcome.DEAD)
+    assert np.all(ds.final_w.values[inactive] == W[inactive].astype(np.float32))  # nothing moved
+    assert np.all(inactive[B <= -np.abs(W)])  # the analytic region is inside
+
+
+def test_bias_free_neuron_converges_for_positive_w0_and_sticks_at_zero_minus_for_negative():
+    """Seed 000: relu(w x) learning relu(x) on normal data. w0 > 0 -> w = 1; w0 < 0 -> w -> 0-, loss -> 1/2 E[x^2]."""
+    ds = sweep.run({
+        "problem": {"name": "neuron", "bias": False, "data": {"dist": "normal", "n": 4096}},
+        "train": {"steps": 3000, "lr": 0.05},
+        "axes": {"w0": [-10.0, -3.0, -1.0, -0.2, 0.2, 1.0, 3.0, 6.0]},
+    }, progress=False)
+    x = np.asarray(dataset(sweep.parse_spec({"problem": {"name": "neuron", "bias": False,
+                                                          "data": {"dist": "normal", "n": 4096}}}))[0], np.float64)
+    pos = ds.w0.values > 0
+    assert np.all(names(ds.outcome.values[pos]) == "converged")
+    # converged means loss = (w-1)^2 mean(x^2; x>0) <= 1e-6 (the default loss_atol): |w - 1| <= ~1.4e-3
+    tol = np.sqrt(1e-6 / np.mean(np.where(x > 0, x, 0) ** 2)) * 1.01
+    assert np.all(np.abs(ds.final_w.values[pos] - 1.0) <= tol)
+    assert np.all(names(ds.outcome.values[~pos]) == "stuck")
+    assert np.all(ds.final_w.values[~pos] < 0) and np.all(ds.final_w.values[~pos] > -1e-3)
+    half = np.mean(np.where(x > 0, x, 0) ** 2)  # the loss at w = 0 on this sample (about 1/2)
+    assert np.allclose(ds.final_loss.values[~pos], half, rtol=1e-3)
+    assert abs(half - 0.5) < 0.05
+
+
+def test_linear_regression_critical_lr_is_two_over_lambda_max():
+    """Full-batch GD on mean((w x + b - y)^2) is stable iff lr < 2/lambda_max(Hessian)."""
+    spec = {"problem": {"name": "neuron", "activation": "linear", "teacher": "linear",
+                        "data": {"dist": "normal", "mean": 1.0, "std": 1.5, "n": 128}},
+            "train": {"steps": 4000},
+            "init": {"w0": 0.3, "b0": -0.2}}
+    x = np.asarray(dataset(sweep.parse_spec(spec))[0], np.float64)
+    H = 2 * np.array([[np.mean(x * x), np.mean(x)], [np.mean(x), 1.0]])
+    lr_c = 2 / np.linalg.eigvalsh(H).max()
+    lrs = lr_c * np.linspace(0.95, 1.05, 41)
+    ds = sweep.run({**spec, "axes": {"lr": lrs.tolist()}}, dtype="float64", progress=False)
+    out = ds.outcome.values
+    below, above = lrs < lr_c * 0.995, lrs > lr_c * 1.005
+    assert np.all(out[below] == Outcome.CONVERGED), names(out)
+    assert np.all(out[above] == Outcome.DIVERGED), names(out)
+    # the measured edge: last converged and first diverged lr bracket 2/lambda_max within 1%
+    edge_lo, edge_hi = lrs[out == Outcome.CONVERGED].max(), lrs[out == Outcome.DIVERGED].min()
+    assert edge_lo <= lr_c * 1.01 and edge_hi >= lr_c * 0.99 and edge_hi / edge_lo < 1.01
+
+
+@pytest.mark.parametrize("g0,expected", [(0.0, "dead"), (1.0, "converged")])
+def test_relu_grad_at_zero_decides_a_run_that_starts_on_the_kink(g0, expected):
+    """relu(w x) from w0 = 0: every pre-activation is exactly 0, so relu'(0) alone decides the run."""
+    ds = sweep.run({"problem": {"name": "neuron", "bias": False, "relu_grad_at_zero": g0,
+                                "data": {"dist": "normal", "n": 256}},
+                    "train": {"steps": 2000, "lr": 0.1}, "init": {"w0": 0.0}}, progress=False)
+    assert names(ds.outcome.values) == expected
