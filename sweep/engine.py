@@ -188,13 +188,19 @@ def _build_chunk_fn(key) -> Callable:
         noisy = problem.sample is not None and (fresh or per_step < n_fixed)
 
         def step(t, s):
-            loss, grad = batched_value_and_grad(s.params, batch_at(t), v)
-            if not noisy:
-                return jax.vmap(traj.advance, (0, None, 0, 0, 0))(s, t, loss, grad, v)
-            # noisy batches: the final-window statistics use the reference sample's loss at checkpoints
-            wmask = (t >= traj.win_start) & (((t - traj.win_start) % check_every == 0) | (t == steps))
-            wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((T,), dtype))
-            return jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None))(s, t, loss, grad, v, wloss, wmask)
+            batch = batch_at(t)
+            loss, grad = batched_value_and_grad(s.params, batch, v)
+            inactive = jnp.ones((T,), bool)
+            if problem.inactive is not None:  # only evaluated once some run has had a zero gradient long enough
+                need = jnp.any((s.code == -1) & (s.dead_count >= th.dead_patience - 1))
+                inactive = jax.lax.cond(need, lambda: jax.vmap(problem.inactive, (0, None, 0))(s.params, batch, v),
+                                        lambda: jnp.zeros((T,), bool))
+            if noisy:  # the final-window statistics use the reference sample's loss at checkpoints
+                wmask = (t >= traj.win_start) & (((t - traj.win_start) % check_every == 0) | (t == steps))
+                wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((T,), dtype))
+            else:
+                wmask, wloss = jnp.asarray(True), loss
+            return jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0))(s, t, loss, grad, v, wloss, wmask, inactive)
 
         def block(carry):
             t, s = carry

@@ -31,6 +31,10 @@ class Problem(NamedTuple):
     target(batch, v) -> () float: the loss that counts as "converged" (plus tolerance).
     metrics(params, batch, v) -> {name: () float}: extra per-trajectory results.
     metric_attrs: {name: {"long_name":..., "units":...}}.
+    inactive(params, batch, v) -> () bool or None: every unit is inactive on every data point
+      (checked only once the gradient has been exactly zero for ``dead_patience`` steps; a
+      zero gradient with an active unit, e.g. an underflow, is ``stuck``, not ``dead``).
+      None: an exactly zero gradient alone means ``dead``.
     """
 
     params: tuple[str, ...]
@@ -41,6 +45,7 @@ class Problem(NamedTuple):
     target: Callable
     metrics: Callable
     metric_attrs: dict
+    inactive: Callable | None = None
 
 
 class ProblemDef(NamedTuple):
@@ -126,9 +131,18 @@ def _build_neuron(o: dict) -> Problem:
         z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
         return {"active_fraction": jnp.mean((z > 0).astype(x.dtype))}
 
+    flat_left = o["activation"] in ("relu", "relu6")
+
+    def inactive(p, batch, v):
+        if not flat_left:
+            return jnp.asarray(False)
+        x, _ = batch
+        z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
+        return jnp.all(z <= 0)
+
     attrs = {"active_fraction": {"long_name": "fraction of data points with positive pre-activation at the end",
                                  "units": "1"}}
-    return Problem(names, init, loss, point_loss, sample, target, metrics, attrs)
+    return Problem(names, init, loss, point_loss, sample, target, metrics, attrs, inactive)
 
 
 NEURON = ProblemDef(

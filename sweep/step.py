@@ -80,10 +80,11 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         return TrajState(params, opt(v).init(params), jnp.int8(ALIVE), jnp.int32(steps), z,
                          jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z)
 
-    def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True) -> TrajState:
+    def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True, inactive=True) -> TrajState:
         """One step. ``wloss``: the loss used for the final-window statistics (the step's own loss
         for deterministic data; a fixed reference sample's loss at checkpoints for noisy data, where
-        ``wmask`` says whether this step is a checkpoint)."""
+        ``wmask`` says whether this step is a checkpoint). ``inactive``: the problem's "every unit
+        inactive" check at these parameters (True when the problem has none)."""
         wloss = loss if wloss is None else wloss
         alive = (s.code == ALIVE) & (t <= steps)
         gnorm = tree_norm(grad)
@@ -96,7 +97,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         new = jnp.where(~finite, int(Outcome.NAN),
                         jnp.where(div, int(Outcome.DIVERGED),
                                   jnp.where(conv, int(Outcome.CONVERGED),
-                                            jnp.where(dead_count >= th.dead_patience, int(Outcome.DEAD), ALIVE))))
+                                            jnp.where((dead_count >= th.dead_patience) & inactive, int(Outcome.DEAD), ALIVE))))
         settle = alive & (new != ALIVE)
         code = jnp.where(settle, new, s.code).astype(jnp.int8)
         stop_step = jnp.where(settle, t, s.stop_step).astype(jnp.int32)
@@ -155,7 +156,8 @@ def run_one(problem: Problem, traj: Trajectory, steps: int, key, v: dict, data=N
     def body(t, s):
         batch = data if batch_fn is None else batch_fn(t)
         loss, grad = traj.value_and_grad(s.params, batch, v)
-        return traj.advance(s, t, loss, grad, v)
+        inactive = True if problem.inactive is None else problem.inactive(s.params, batch, v)
+        return traj.advance(s, t, loss, grad, v, loss, True, inactive)
 
     s = jax.lax.fori_loop(0, steps + 1, body, s)
     return traj.finish(s)
