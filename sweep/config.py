@@ -82,6 +82,8 @@ RUN_OPTIONS: dict[str, Opt] = {
     "chunk_size": Opt(0, "int", "trajectories per compiled call (0: automatic)", lo=0),
     "dtype": Opt("float32", "choice", "floating point precision", choices=("float32", "float64")),
     "early_exit": Opt(True, "bool", "stop a chunk once every trajectory in it has settled"),
+    "layout": Opt("auto", "choice", "how trajectories meet the data: points (loop over points, trajectories on the "
+                  "vector axis), vmap (textbook), auto", choices=("auto", "points", "vmap")),
     "check_every": Opt(32, "int", "steps between 'all settled?' checks inside the compiled loop", lo=1),
 }
 

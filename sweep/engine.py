@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Spec
+from .layout import make_value_and_grad
 from .optimizers import OPTIMIZERS
 from .problems import PROBLEMS
 from .step import make_trajectory
@@ -118,12 +119,12 @@ def _static_key(plan: Plan, g: Group):
         else:
             static[k] = v
     return (s.problem, tuple(sorted(static.items(), key=lambda kv: kv[0])), tuple(sorted(data.items())),
-            s.thresholds(), plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"])
+            s.thresholds(), plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"], s.run["layout"])
 
 
 def _build_chunk_fn(key) -> Callable:
     """Compile the function that runs one chunk of one static combination."""
-    problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every = key
+    problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every, layout = key
     static = dict(static_items)
     data = dict(data_items)
     pdef = PROBLEMS[problem_name]
@@ -142,23 +143,7 @@ def _build_chunk_fn(key) -> Callable:
     def sample(key, n):
         return jax.tree_util.tree_map(lambda a: a.astype(dtype), problem.sample(key, n))
 
-    def batched_value_and_grad(params, batch, v):
-        """Loss and gradient of every trajectory: loop over data points, trajectories on the vector axis."""
-        if problem.point_loss is None:
-            return jax.vmap(traj.value_and_grad, (0, None, 0))(params, batch, v)
-        n = jax.tree_util.tree_leaves(batch)[0].shape[0]
-        per_point = jax.vmap(problem.point_loss, (0, None, 0))
-
-        def body(j, acc):
-            point = jax.tree_util.tree_map(lambda a: a[j], batch)
-            loss, vjp = jax.vjp(lambda p: per_point(p, point, v), params)
-            (g,) = vjp(jnp.ones_like(loss))
-            return acc[0] + loss, jax.tree_util.tree_map(jnp.add, acc[1], g)
-
-        zero = (jnp.zeros((T,), dtype), jax.tree_util.tree_map(jnp.zeros_like, params))
-        loss, grad = jax.lax.fori_loop(0, n, body, zero)
-        inv = jnp.asarray(1.0 / n, dtype)
-        return loss * inv, jax.tree_util.tree_map(lambda g: g * inv, grad)
+    batched_value_and_grad = make_value_and_grad(problem, T, dtype, layout)
 
     def batched_loss(params, batch, v):
         return jax.vmap(problem.loss, (0, None, 0))(params, batch, v)
