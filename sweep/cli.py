@@ -17,6 +17,8 @@ EXAMPLES = {
     "info": "example:\n  sweep info results/relu.nc",
     "plot": "example:\n  sweep plot results/relu.nc --x w0 --y b0 -o relu.png\n"
             "  sweep plot r.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png",
+    "merge": "example:\n  for i in 0 1 2 3; do sweep run spec.toml --shard $i/4 --out part$i.nc; done\n"
+             "  sweep merge part*.nc -o result.nc",
     "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
 }
 
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key (repeatable)")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run of the same spec")
+    r.add_argument("--shard", metavar="I/N", help="run shard I of N (e.g. a SLURM array task) and write a part file "
+                   "for 'sweep merge'")
     r.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
     r.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
@@ -92,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", help="image file (.png, .svg, .pdf); default: beside the result")
     pl.add_argument("--overwrite", action="store_true")
 
+    m = sub.add_parser("merge", help="combine shard part files into one result", epilog=EXAMPLES["merge"],
+                       formatter_class=fmt)
+    m.add_argument("parts", nargs="+", help="part files written by sweep run --shard I/N")
+    m.add_argument("-o", "--out", required=True, help="merged netCDF output")
+    m.add_argument("--overwrite", action="store_true")
+
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
     return p
@@ -105,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             _parser().print_help()
             return 0
-        return {"run": cmd_run, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return {"run": cmd_run, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -136,7 +147,7 @@ def _plan_line(spec, plan, out) -> str:
 
 
 def cmd_run(args) -> int:
-    from .api import run
+    from .api import Interrupted, parse_shard, run
     from .config import SpecError, parse_spec
     from .engine import make_plan
     from .io import check_writable
@@ -144,18 +155,33 @@ def cmd_run(args) -> int:
     spec = parse_spec(args.spec, args.set)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
+    shard = parse_shard(args.shard)
     out = args.out or str(Path(args.spec).with_suffix(".nc"))
-    check_writable(out, overwrite=args.overwrite)
+    check_writable(out, overwrite=args.overwrite, resume=args.resume)
     if not args.quiet:
-        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out), file=sys.stderr)
+        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out)
+              + (f" (shard {shard[0]}/{shard[1]})" if shard else ""), file=sys.stderr)
     progress = False if args.quiet else (True if args.progress else None)
     t = time.perf_counter()
-    ds = run(spec, out=out, overwrite=args.overwrite, chunk_size=args.chunk_size, dtype=args.dtype, progress=progress)
+    try:
+        ds = run(spec, out=out, overwrite=args.overwrite, resume=args.resume, chunk_size=args.chunk_size,
+                 dtype=args.dtype, progress=progress, shard=shard)
+    except Interrupted as e:
+        print(str(e).replace("SPEC", args.spec), file=sys.stderr)
+        return 130
     if not args.quiet:
         wall = time.perf_counter() - t
         print(f"wrote {out} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)",
               file=sys.stderr)
         print(f"outcomes: {_summary_line(ds)}", file=sys.stderr)
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge
+
+    ds = merge(args.parts, args.out, overwrite=args.overwrite)
+    print(f"merged {len(args.parts)} parts into {args.out}: {_summary_line(ds)}")
     return 0
 
 

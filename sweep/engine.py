@@ -295,8 +295,11 @@ def run_chunk(plan: Plan, c: Chunk) -> dict[str, np.ndarray]:
 
 
 def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
-            skip: Callable[[int], bool] | None = None) -> dict:
-    """Run every chunk, handing (chunk number, global indices, results) to ``sink``."""
+            skip: Callable[[int], bool] | None = None, stop: Callable[[], bool] | None = None) -> dict:
+    """Run every chunk (except ``skip(i)``), handing (chunk number, global indices, results) to ``sink``.
+
+    ``stop()`` is asked after each chunk; when it says True the loop ends there.
+    """
     t0 = time.perf_counter()
     compile_s = 0.0
     done = 0
@@ -312,6 +315,8 @@ def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
         done += c.valid
         if progress is not None:
             progress(c.valid)
+        if stop is not None and stop():
+            break
     return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done}
 
 

@@ -80,20 +80,34 @@ def provenance(spec: Spec, dtype: str, stats: dict) -> dict[str, Any]:
     }
 
 
+def var_attrs(name: str, metric_attrs: dict | None = None) -> dict:
+    """netCDF attributes of a result variable."""
+    if name == "outcome":
+        va = dict(outcome_attrs())
+        va["flag_values"] = np.asarray(va["flag_values"], np.int8)
+        return va
+    if name.startswith("final_") and name not in VAR_ATTRS:
+        return {"long_name": f"final value of parameter {name[6:]}"}
+    return dict(VAR_ATTRS.get(name) or (metric_attrs or {}).get(name, {}))
+
+
+def order_vars(names) -> list[str]:
+    """Result variables in a stable, readable order (outcome first)."""
+    first = ["outcome", "final_loss", "min_loss", "converge_step", "stop_step", "final_grad_norm", "target_loss"]
+    names = list(names)
+    return [n for n in first if n in names] + sorted(n for n in names if n not in first)
+
+
+def skeleton(spec: Spec, attrs: dict) -> xr.Dataset:
+    """Coordinates and attributes of a result, without data variables."""
+    return xr.Dataset(coords=coords_for(spec), attrs=attrs)
+
+
 def to_dataset(spec: Spec, flat: dict[str, np.ndarray], attrs: dict, metric_attrs: dict | None = None) -> xr.Dataset:
     """Reshape flat (n_trajectories,) result arrays onto the grid."""
     shape, dims = spec.shape, spec.dims
-    data_vars = {}
-    for name, arr in flat.items():
-        a = np.asarray(arr).reshape(shape)
-        if name == "outcome":
-            va = dict(outcome_attrs())
-            va["flag_values"] = np.asarray(va["flag_values"], np.int8)
-        elif name.startswith("final_") and name not in VAR_ATTRS:
-            va = {"long_name": f"final value of parameter {name[6:]}"}
-        else:
-            va = dict(VAR_ATTRS.get(name) or (metric_attrs or {}).get(name, {}))
-        data_vars[name] = xr.Variable(dims, a, va)
+    data_vars = {name: xr.Variable(dims, np.asarray(flat[name]).reshape(shape), var_attrs(name, metric_attrs))
+                 for name in order_vars(flat)}
     return xr.Dataset(data_vars, coords=coords_for(spec), attrs=attrs)
 
 

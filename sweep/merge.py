@@ -1,0 +1,133 @@
+"""Shards: part files written by ``--shard I/N`` (or by each process of a multi-host run)
+and ``merge``, which checks them and assembles the same file a single run would write."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import xarray as xr
+
+from .config import SpecError, parse_spec, tomllib
+from .io import check_writable, load, order_vars, skeleton, var_attrs
+from .store import assemble
+
+PART_DIM = "trajectory"
+
+
+def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterable[tuple[np.ndarray, dict]],
+                    attrs: dict, overwrite: bool = False) -> Path:
+    """Stream a shard's chunks into a flat netCDF part file (dimension ``trajectory`` + ``index``)."""
+    import netCDF4
+
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix="." + out.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            nc.set_auto_maskandscale(False)
+            nc.createDimension(PART_DIM, None)
+            variables = None
+            n = 0
+            for index, res in parts:
+                if variables is None:
+                    variables = {"index": nc.createVariable("index", "i8", (PART_DIM,), zlib=True)}
+                    for name in order_vars(res):
+                        dt = np.asarray(res[name]).dtype
+                        variables[name] = nc.createVariable(name, dt, (PART_DIM,), zlib=True, complevel=4,
+                                                            fill_value=False)
+                        for k, v in var_attrs(name).items():
+                            variables[name].setncattr(k, v)
+                k = len(index)
+                variables["index"][n:n + k] = index
+                for name, arr in res.items():
+                    variables[name][n:n + k] = arr
+                n += k
+            meta = {**attrs, "sweep_part": 1, "shard": shard[0], "n_shards": shard[1], "part_chunk_size": plan.chunk,
+                    "part_trajectories": n}
+            for k, v in meta.items():
+                nc.setncattr(k, v)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _part_chunks(ds: xr.Dataset, names: list[str], size: int = 1 << 16) -> Iterator[tuple[np.ndarray, dict]]:
+    n = ds.sizes[PART_DIM]
+    for s in range(0, n, size):
+        sl = slice(s, min(n, s + size))
+        index = np.asarray(ds["index"][sl].values, np.int64)
+        res = {k: np.asarray(ds[k][sl].values) for k in names}
+        order = np.argsort(index, kind="stable")
+        yield index[order], {k: v[order] for k, v in res.items()}
+
+
+def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False) -> xr.Dataset:
+    """Check shard part files (same spec, none missing, none overlapping) and assemble ``out``.
+
+    Returns:
+      the merged Dataset (opened from ``out``), identical in data to a single run's file.
+    """
+    if not parts:
+        raise SpecError("merge: give the part files, e.g. sweep merge part0.nc part1.nc -o result.nc")
+    out = check_writable(out, overwrite=overwrite)
+    opened = []
+    for p in parts:
+        if not Path(p).exists():
+            raise SpecError(f"merge: part {str(p)!r} does not exist")
+        try:
+            ds = xr.open_dataset(p, engine="netcdf4", mask_and_scale=False)
+        except Exception as e:  # noqa: BLE001
+            raise SpecError(f"merge: {str(p)!r} is not a readable netCDF file ({type(e).__name__})") from None
+        if ds.attrs.get("sweep_part") != 1 or "index" not in ds:
+            raise SpecError(f"merge: {str(p)!r} is not a sweep part file (written by sweep run --shard I/N)")
+        opened.append((str(p), ds))
+    hashes = {ds.attrs["spec_hash"] for _, ds in opened}
+    if len(hashes) != 1:
+        raise SpecError("merge: the parts come from different specs (spec_hash " + ", ".join(sorted(hashes)) + ")")
+    n_shards = {int(ds.attrs["n_shards"]) for _, ds in opened}
+    if len(n_shards) != 1:
+        raise SpecError(f"merge: the parts disagree on the number of shards ({sorted(n_shards)})")
+    n = n_shards.pop()
+    ids = sorted(int(ds.attrs["shard"]) for _, ds in opened)
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise SpecError(f"merge: shard(s) {dup} given more than once")
+    missing = sorted(set(range(n)) - set(ids))
+    if missing:
+        raise SpecError(f"merge: shard(s) {missing} of {n} missing; run them with --shard I/{n}")
+    first = opened[0][1]
+    spec = parse_spec(tomllib.loads(first.attrs["spec"]))
+    total = spec.n_trajectories
+    seen = np.zeros(total, bool)
+    for name, ds in opened:
+        idx = np.asarray(ds["index"].values, np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= total):
+            raise SpecError(f"merge: {name!r} has trajectory indices outside the grid of {total}")
+        if np.any(seen[idx]) or np.unique(idx).size != idx.size:
+            raise SpecError(f"merge: {name!r} overlaps another part (a trajectory appears twice)")
+        seen[idx] = True
+    if not seen.all():
+        raise SpecError(f"merge: {int((~seen).sum()):,} trajectories are in no part; a part file is incomplete")
+    names = [k for k in first.data_vars if k != "index"]
+    var_specs = {k: {"dtype": first[k].dtype, "attrs": var_attrs(k)} for k in order_vars(names)}
+    for k in names:  # keep the problem's own metric attributes
+        var_specs[k]["attrs"] = {a: v for a, v in first[k].attrs.items() if a != "_FillValue"} or var_specs[k]["attrs"]
+    attrs = {k: v for k, v in first.attrs.items()
+             if k not in ("sweep_part", "shard", "n_shards", "part_chunk_size", "part_trajectories")}
+    for k in ("wall_time_s", "trajectories_run"):
+        attrs[k] = float(sum(float(ds.attrs.get(k, 0.0)) for _, ds in opened))
+
+    def all_parts():
+        for _, ds in opened:
+            yield from _part_chunks(ds, names)
+
+    try:
+        assemble(out, skeleton(spec, attrs), spec.dims, all_parts(), var_specs, overwrite=True)
+    finally:
+        for _, ds in opened:
+            ds.close()
+    return load(out)

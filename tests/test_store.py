@@ -1,0 +1,147 @@
+"""Streaming storage, resume after kill -9 / Ctrl-C, shards and merge."""
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import sweep
+from sweep.merge import merge
+from sweep.store import range_boxes
+
+SPEC = {"problem": {"name": "neuron", "data": {"dist": "normal", "n": 64}}, "train": {"steps": 100, "lr": 0.1},
+        "axes": {"w0": {"linspace": [-2, 2, 9]}, "optimizer": ["sgd", "adam"], "b0": {"linspace": [-2, 2, 7]}}}
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4), (4, 1, 3)])
+def test_range_boxes_cover_exactly_the_range(shape):
+    n = int(np.prod(shape))
+    for a, b in itertools.combinations(range(n + 1), 2):
+        cells = []
+        for starts, sizes in range_boxes(a, b, shape):
+            block = np.arange(n).reshape(shape)[tuple(slice(s, s + z) for s, z in zip(starts, sizes))]
+            cells.extend(block.ravel())
+        assert cells == list(range(a, b))
+
+
+def test_streamed_file_equals_in_memory_result(tmp_path):
+    a = sweep.run(SPEC, progress=False)
+    b = sweep.run(SPEC, out=tmp_path / "r.nc", chunk_size=5, progress=False)
+    xr.testing.assert_identical(a.drop_attrs(), b.load().drop_attrs())
+    assert not (tmp_path / "r.nc.parts").exists()
+    assert sorted(os.listdir(tmp_path)) == ["r.nc"]
+
+
+def test_shards_merge_into_the_single_run_file(tmp_path):
+    a = sweep.run(SPEC, progress=False)
+    parts = [tmp_path / f"p{i}.nc" for i in range(3)]
+    for i, p in enumerate(parts):
+        sweep.run(SPEC, out=p, chunk_size=4, shard=f"{i}/3", progress=False)
+    m = merge(parts[::-1], tmp_path / "m.nc")
+    xr.testing.assert_identical(a.drop_attrs(), m.load().drop_attrs())
+    with pytest.raises(sweep.SpecError, match="missing"):
+        merge(parts[:2], tmp_path / "m2.nc")
+    with pytest.raises(sweep.SpecError, match="more than once"):
+        merge(parts + [parts[0]], tmp_path / "m3.nc")
+    other = tmp_path / "other.nc"
+    sweep.run({**SPEC, "train": {"steps": 50}}, out=other, chunk_size=4, shard="0/3", progress=False)
+    with pytest.raises(sweep.SpecError, match="different specs"):
+        merge([other] + parts[1:], tmp_path / "m4.nc")
+    assert not (tmp_path / "m2.nc").exists() and not (tmp_path / "m4.nc").exists()
+
+
+def _spec_file(tmp_path, steps=3000):
+    p = tmp_path / "spec.toml"
+    p.write_text(f"""
+[problem]
+name = "neuron"
+data = {{ dist = "normal", n = 128 }}
+[train]
+steps = {steps}
+lr = 0.001
+optimizer = "adam"
+[run]
+early_exit = false
+[axes]
+w0 = {{ linspace = [-3.0, 3.0, 24] }}
+b0 = {{ linspace = [-3.0, 3.0, 16] }}
+""")
+    return p
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "sweep.cli", *map(str, args)]
+
+
+def _wait_parts(parts_dir: Path, k: int, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if parts_dir.exists() and len(list(parts_dir.glob("chunk_*.npz"))) >= k:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before {k} parts were written: {proc.stderr.read()}")
+        time.sleep(0.02)
+    pytest.fail("timeout waiting for parts")
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path):
+    spec = _spec_file(tmp_path)
+    ref = tmp_path / "ref.nc"
+    assert subprocess.run(_cli("run", spec, "--out", ref, "--chunk-size", 32, "--quiet")).returncode == 0
+    out = tmp_path / "r.nc"
+    for k in (1, 4, 9):  # kill at several points of the run
+        proc = subprocess.Popen(_cli("run", spec, "--out", out, "--chunk-size", 32, "--quiet",
+                                     *(["--resume"] if out.with_name("r.nc.parts").exists() else [])),
+                                stderr=subprocess.PIPE, text=True)
+        _wait_parts(tmp_path / "r.nc.parts", k, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not out.exists()
+    # an existing partial run is refused without --resume, and continued with it
+    r = subprocess.run(_cli("run", spec, "--out", out, "--chunk-size", 32, "--quiet"), capture_output=True, text=True)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = subprocess.run(_cli("run", spec, "--out", out, "--quiet", "--resume"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a, b = xr.open_dataset(ref), xr.open_dataset(out)
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    assert not (tmp_path / "r.nc.parts").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_a_chunk_and_says_how_to_resume(tmp_path):
+    spec = _spec_file(tmp_path)
+    out = tmp_path / "r.nc"
+    proc = subprocess.Popen(_cli("run", spec, "--out", out, "--chunk-size", 32, "--quiet"),
+                            stderr=subprocess.PIPE, text=True)
+    _wait_parts(tmp_path / "r.nc.parts", 2, proc)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    assert len(list((tmp_path / "r.nc.parts").glob("chunk_*.npz"))) >= 2
+    r = subprocess.run(_cli("run", spec, "--out", out, "--quiet", "--resume"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert xr.open_dataset(out).outcome.size == 24 * 16
+
+
+def test_resume_refuses_a_different_spec(tmp_path):
+    out = tmp_path / "r.nc"
+    sweep.run(SPEC, out=out, progress=False)
+    with pytest.raises(sweep.SpecError, match="different spec"):
+        sweep.run({**SPEC, "train": {"steps": 99}}, out=out, resume=True, progress=False)
+    ds = sweep.run(SPEC, out=out, resume=True, progress=False)  # complete: nothing to do
+    assert ds.outcome.size == 9 * 2 * 7
+
+
+def test_corrupt_output_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(sweep.SpecError, match="not a readable"):
+        sweep.load(bad)
