@@ -22,6 +22,32 @@ class Interrupted(RuntimeError):
     """The run was stopped (Ctrl-C) after a completed chunk; the message says how to resume."""
 
 
+_CACHE_SET = {"done": False}
+
+
+def enable_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache (once per process).
+
+    Location: ``$SWEEP_CACHE_DIR`` or ``~/.cache/sweep/jax``; ``SWEEP_NO_CACHE=1`` turns it off.
+    A second identical run then loads its executables instead of compiling them.
+    """
+    if _CACHE_SET["done"]:
+        return jax.config.jax_compilation_cache_dir
+    _CACHE_SET["done"] = True
+    if os.environ.get("SWEEP_NO_CACHE", "") not in ("", "0"):
+        return None
+    if jax.config.jax_compilation_cache_dir:  # the user set one: keep it
+        return jax.config.jax_compilation_cache_dir
+    path = os.environ.get("SWEEP_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "sweep", "jax")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None  # read-only home: run without a cache
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return path
+
+
 def _set_dtype(dtype: str) -> None:
     if dtype == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
@@ -70,6 +96,7 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
       ...                 "axes": {"x0": {"linspace": [-2, 2, 41]}, "lr": [0.01, 0.1]}})
     """
     spec = parse_spec(spec, set)
+    enable_compilation_cache()
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise SpecError(f"chunk_size = {chunk_size!r}: must be an integer >= 1")
     if dtype is not None and dtype not in ("float32", "float64"):

@@ -103,6 +103,8 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
     backend = jax.default_backend()
     chunk = int(chunk_size or spec.run["chunk_size"] or default_chunk(spec, backend))
     chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
+    n_dev = len(local_devices())
+    chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count: equal shares
     return Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype)
 
 
@@ -286,9 +288,34 @@ def _traj_keys(base, seeds, index):
     return jax.vmap(lambda s, i: jax.random.fold_in(jax.random.fold_in(base, s), i))(seeds, index)
 
 
+def local_devices() -> list:
+    """The devices a chunk is spread over (this process's devices of the default backend)."""
+    return jax.local_devices()
+
+
+_SHARDINGS: dict = {}
+
+
+def _traj_sharding():
+    """A 1-D mesh over the local devices: trajectories are split along it (None for one device)."""
+    devs = local_devices()
+    if len(devs) == 1:
+        return None
+    key = tuple(d.id for d in devs)
+    if key not in _SHARDINGS:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        _SHARDINGS[key] = NamedSharding(Mesh(np.array(devs), ("traj",)), PartitionSpec("traj"))
+    return _SHARDINGS[key]
+
+
 def run_chunk(plan: Plan, c: Chunk) -> dict[str, np.ndarray]:
-    """Run one chunk; returns host arrays of the valid trajectories only."""
+    """Run one chunk (spread over the local devices); returns host arrays of the valid trajectories."""
     v, keys, data_key = chunk_inputs(plan, c)
+    sharding = _traj_sharding()
+    if sharding is not None:
+        v = jax.device_put(v, sharding)
+        keys = jax.device_put(keys, sharding)
     out = chunk_fn(plan, c.group)(v, keys, data_key)
     out = jax.device_get(out)
     return {k: np.asarray(x)[: c.valid] for k, x in out.items()}
