@@ -13,8 +13,9 @@ import numpy as np
 import xarray as xr
 
 from .config import Spec, SpecError, parse_spec
-from .engine import execute, make_plan, problem_for
-from .io import check_writable, load, order_vars, provenance, save, skeleton, to_dataset, var_attrs
+from .engine import execute, make_plan, problem_for, recorded_indices, run_recorded
+from .io import (check_writable, load, order_vars, provenance, recorded_dataset, save, skeleton, to_dataset,
+                 var_attrs)
 from .store import PartStore, assemble
 
 
@@ -154,7 +155,7 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     first = next(store.parts())[1]
     metric_attrs = problem_for(plan, plan.groups[0]).metric_attrs
     var_specs = {n: {"dtype": first[n].dtype, "attrs": var_attrs(n, metric_attrs)} for n in order_vars(first)}
-    assemble(out, skeleton(spec, attrs), spec.dims, store.parts(), var_specs, overwrite=True)
+    assemble(out, with_recorded(skeleton(spec, attrs), plan), spec.dims, store.parts(), var_specs, overwrite=True)
     store.remove()
     return load(out)
 
@@ -188,7 +189,16 @@ def _run_in_memory(spec: Spec, plan, progress) -> xr.Dataset:
 
     stats = _execute(plan, sink, progress)
     metric_attrs = problem_for(plan, plan.groups[0]).metric_attrs
-    return to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats), metric_attrs)
+    return with_recorded(to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats), metric_attrs), plan)
+
+
+def with_recorded(ds: xr.Dataset, plan) -> xr.Dataset:
+    """Add the ``[record]`` trajectories (re-run with recording on) to ``ds``."""
+    index = recorded_indices(plan.spec)
+    if index.size == 0:
+        return ds
+    rec = recorded_dataset(plan.spec, run_recorded(plan, index))
+    return xr.merge([ds, rec], combine_attrs="override", compat="override")
 
 
 def _execute(plan, sink, progress, skip=None, resume_hint=None) -> dict:

@@ -108,7 +108,7 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
     return Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype)
 
 
-def _static_key(plan: Plan, g: Group):
+def _static_key(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0):
     s = plan.spec
     static = {**{k: v for k, v in s.problem_options.items() if k != "data"},
               **{k: v for k, v in s.train.items() if not s.options[k][1].traced}}
@@ -121,12 +121,13 @@ def _static_key(plan: Plan, g: Group):
         else:
             static[k] = v
     return (s.problem, tuple(sorted(static.items(), key=lambda kv: kv[0])), tuple(sorted(data.items())),
-            s.thresholds(), plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"], s.run["layout"])
+            s.thresholds(), chunk or plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"], s.run["layout"],
+            record_every)
 
 
 def _build_chunk_fn(key) -> Callable:
     """Compile the function that runs one chunk of one static combination."""
-    problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every, layout = key
+    problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every, layout, record_every = key
     static = dict(static_items)
     data = dict(data_items)
     pdef = PROBLEMS[problem_name]
@@ -174,9 +175,23 @@ def _build_chunk_fn(key) -> Callable:
 
         noisy = problem.sample is not None and (fresh or per_step < n_fixed)
 
-        def step(t, s):
+        n_rec = steps // max(record_every, 1) + 1
+
+        def record(rec, t, s, loss):
+            """Store loss and parameters at steps 0, k, 2k, ... of runs still alive (NaN after they settle)."""
+            if not record_every:
+                return rec
+            alive = (s.code == -1) & (t <= steps)
+            row = {"loss": loss, **s.params}
+            pos = jnp.minimum(t // record_every, n_rec - 1)
+            on = alive & (t % record_every == 0)
+            return {k: rec[k].at[pos].set(jnp.where(on, row[k], rec[k][pos])) for k in rec}
+
+        def step(t, carry):
+            s, rec = carry
             batch = batch_at(t)
             loss, grad = batched_value_and_grad(s.params, batch, v)
+            rec = record(rec, t, s, loss)
             inactive = jnp.ones((T,), bool)
             if problem.inactive is not None:  # only evaluated once some run has had a zero gradient long enough
                 need = jnp.any((s.code == -1) & (s.dead_count >= th.dead_patience - 1))
@@ -187,20 +202,26 @@ def _build_chunk_fn(key) -> Callable:
                 wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((T,), dtype))
             else:
                 wmask, wloss = jnp.asarray(True), loss
-            return jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0))(s, t, loss, grad, v, wloss, wmask, inactive)
+            s = jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0))(s, t, loss, grad, v, wloss, wmask, inactive)
+            return s, rec
 
         def block(carry):
-            t, s = carry
-            s = jax.lax.fori_loop(t, t + check_every, step, s)
-            return t + check_every, s
+            t, s, rec = carry
+            s, rec = jax.lax.fori_loop(t, t + check_every, step, (s, rec))
+            return t + check_every, s, rec
 
         def more(carry):
-            t, s = carry
+            t, s, _ = carry
             go = t <= steps
             return (go & jnp.any(s.code == -1)) if early_exit else go
 
-        _, state = jax.lax.while_loop(more, block, (jnp.int32(0), state))
+        rec0 = {}
+        if record_every:
+            rec0 = {k: jnp.full((n_rec, T), jnp.nan, dtype) for k in ("loss",) + tuple(state.params)}
+        _, state, rec = jax.lax.while_loop(more, block, (jnp.int32(0), state, rec0))
         out = jax.vmap(traj.finish)(state)
+        for k, x in rec.items():
+            out["rec_" + k] = x.T  # (T, n_rec)
         if ref is not None:
             metrics = jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v)
             out.update(metrics)
@@ -209,8 +230,8 @@ def _build_chunk_fn(key) -> Callable:
     return jax.jit(run_chunk)
 
 
-def chunk_fn(plan: Plan, g: Group) -> Callable:
-    key = _static_key(plan, g)
+def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> Callable:
+    key = _static_key(plan, g, chunk, record_every)
     fn = _COMPILED.get(key)
     if fn is None:
         fn = _COMPILED[key] = _build_chunk_fn(key)
@@ -369,3 +390,51 @@ def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | Non
     else:
         n = data["n"]
     return jax.tree_util.tree_map(lambda a: a.astype(dt), problem.sample(key, n))
+
+
+def recorded_indices(spec: Spec) -> np.ndarray:
+    """Flat indices of the recorded trajectories: every ``stride``-th value along each axis, at most ``max``."""
+    stride, cap = spec.record["stride"], spec.record["max"]
+    if not stride:
+        return np.zeros(0, np.int64)
+    if not spec.axes:
+        return np.zeros(1, np.int64)
+    sub = [np.arange(0, n, stride) for n in spec.shape]
+    idx = np.ravel_multi_index(np.meshgrid(*sub, indexing="ij"), spec.shape).ravel()
+    if idx.size > cap:
+        idx = idx[np.linspace(0, idx.size - 1, cap).round().astype(np.int64)]
+    return np.unique(idx)
+
+
+def run_recorded(plan: Plan, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Re-run the trajectories ``index`` with recording on (identical runs: same inputs, same keys).
+
+    Returns:
+      {"index": (R,), "rec_loss": (R, S), "rec_<param>": (R, S), plus every summary (R,)}, S = steps//every + 1.
+    """
+    spec = plan.spec
+    every = spec.record["every"]
+    shape = spec.shape
+    multi = np.unravel_index(index, shape) if shape else ()
+    by_group: dict[int, list[int]] = {}
+    for j in range(index.size):
+        key = {pos: int(multi[pos][j]) for pos in range(len(shape)) if pos not in plan.traced_axes}
+        gi = next(i for i, g in enumerate(plan.groups) if g.fixed == key)
+        by_group.setdefault(gi, []).append(j)
+    n_dev = len(local_devices())
+    parts = []
+    for gi, js in by_group.items():
+        g = plan.groups[gi]
+        n = len(js)
+        T = -(-max(n, 1) // n_dev) * n_dev
+        idx = index[js]
+        padded = np.concatenate([idx, np.full(T - n, idx[-1], np.int64)])
+        c = Chunk(g, padded, n)
+        sub_plan = plan._replace(chunk=T)
+        v, keys, data_key = chunk_inputs(sub_plan, c)
+        out = jax.device_get(chunk_fn(plan, g, T, every)(v, keys, data_key))
+        parts.append((idx, {k: np.asarray(x)[:n] for k, x in out.items()}))
+    order = np.argsort(np.concatenate([p[0] for p in parts]))
+    res = {k: np.concatenate([p[1][k] for p in parts])[order] for k in parts[0][1]}
+    res["index"] = np.concatenate([p[0] for p in parts])[order]
+    return res

@@ -162,3 +162,27 @@ def load(path: str | os.PathLike, **kwargs) -> xr.Dataset:
     if "outcome" not in ds:
         raise SpecError(f"{str(p)!r} is a netCDF file but not a sweep result (no 'outcome' variable)")
     return ds
+
+
+def recorded_dataset(spec: Spec, res: dict[str, np.ndarray]) -> xr.Dataset:
+    """Recorded trajectories on (traj, step): ``rec_loss``, ``rec_<param>``, ``rec_outcome`` and, for each
+    swept option, a ``traj_<option>`` coordinate giving each recorded run's value."""
+    index = res["index"]
+    n_rec = res["rec_loss"].shape[1]
+    every = spec.record["every"]
+    coords = {"step": ("step", np.arange(n_rec) * every, {"long_name": "optimizer step", "units": "steps"}),
+              "traj": ("traj", np.arange(index.size), {"long_name": "recorded trajectory"}),
+              "traj_index": ("traj", index, {"long_name": "flat index of the run in the grid (C order)"})}
+    if spec.axes:
+        multi = np.unravel_index(index, spec.shape)
+        for pos, a in enumerate(spec.axes):
+            for m, vals in zip(a.members, a.values):
+                coords["traj_" + m.replace(".", "_")] = ("traj", _coord_values(vals)[multi[pos]],
+                                                         {"long_name": f"{m} of the recorded run"})
+    data = {"rec_outcome": ("traj", res["outcome"], var_attrs("outcome"))}
+    for k, x in res.items():
+        if k.startswith("rec_"):
+            name = k[4:]
+            data[k] = (("traj", "step"), x, {"long_name": "loss" if name == "loss" else f"parameter {name}",
+                                             "units": "1"})
+    return xr.Dataset(data, coords=coords)

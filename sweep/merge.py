@@ -121,12 +121,19 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: 
     for k in ("wall_time_s", "trajectories_run"):
         attrs[k] = float(sum(float(ds.attrs.get(k, 0.0)) for _, ds in opened))
 
+    from .api import _set_dtype, with_recorded
+    from .engine import make_plan
+
+    _set_dtype(attrs.get("dtype", "float32"))
+    plan = make_plan(spec, int(first.attrs["part_chunk_size"]), attrs.get("dtype", "float32"))
+    skel = with_recorded(skeleton(spec, attrs), plan)
+
     def all_parts():
         for _, ds in opened:
             yield from _part_chunks(ds, names)
 
     try:
-        assemble(out, skeleton(spec, attrs), spec.dims, all_parts(), var_specs, overwrite=True)
+        assemble(out, skel, spec.dims, all_parts(), var_specs, overwrite=True)
     finally:
         for _, ds in opened:
             ds.close()

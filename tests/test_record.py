@@ -1,0 +1,34 @@
+"""[record]: recorded trajectories are the sweep's own runs, step by step."""
+import numpy as np
+import xarray as xr
+
+import sweep
+from sweep.merge import merge
+
+SPEC = {"problem": {"name": "neuron", "data": {"dist": "normal", "n": 64}}, "train": {"steps": 120, "lr": 0.2},
+        "axes": {"w0": {"linspace": [-2, 2, 9]}, "b0": {"linspace": [-2, 2, 7]}}, "record": {"stride": 2, "every": 1}}
+
+
+def test_recorded_runs_are_the_sweeps_runs():
+    ds = sweep.run(SPEC, progress=False)
+    assert ds.rec_loss.dims == ("traj", "step") and ds.sizes["traj"] == 5 * 4
+    sel = ds.sel(w0=xr.DataArray(ds.traj_w0.values, dims="traj"), b0=xr.DataArray(ds.traj_b0.values, dims="traj"))
+    np.testing.assert_array_equal(sel.outcome.values, ds.rec_outcome.values)
+    for j in range(ds.sizes["traj"]):
+        stop = int(sel.stop_step.values[j])
+        assert ds.rec_w.values[j, 0] == ds.traj_w0.values[j].astype(np.float32)
+        assert ds.rec_w.values[j, stop] == sel.final_w.values[j]
+        assert ds.rec_loss.values[j, stop] == sel.final_loss.values[j]
+        assert np.all(np.isnan(ds.rec_loss.values[j, stop + 1:]))
+        assert np.all(np.isfinite(ds.rec_loss.values[j, : stop + 1]))
+
+
+def test_recorded_runs_survive_files_and_shards(tmp_path):
+    spec = {**SPEC, "record": {"stride": 3, "every": 10}}
+    mem = sweep.run(spec, progress=False)
+    assert list(mem.step.values) == list(range(0, 121, 10))
+    parts = [tmp_path / f"p{i}.nc" for i in range(2)]
+    for i, p in enumerate(parts):
+        sweep.run(spec, out=p, chunk_size=8, shard=f"{i}/2", progress=False)
+    merged = merge(parts, tmp_path / "m.nc")
+    xr.testing.assert_identical(mem.drop_attrs(), merged.load().drop_attrs())
