@@ -105,8 +105,10 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     if overwrite and resume:
         raise SpecError("--overwrite and --resume: choose one (resume continues a run, overwrite starts over)")
     shard = parse_shard(shard)
-    if shard is None and jax.process_count() > 1:
+    if shard is None and jax.process_count() > 1 and out is not None:
+        # jax.distributed: each process runs its share of the chunks into its own part file
         shard = (jax.process_index(), jax.process_count())
+        out = distributed_part_path(out, shard)
     if shard is not None and out is None:
         raise SpecError("--shard needs --out: each shard writes a part file for 'sweep merge'")
     dtype = dtype or spec.run["dtype"]
@@ -142,7 +144,8 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     mine = (lambda i: i % shard[1] == shard[0]) if shard else (lambda i: True)
     stats = _execute(plan, store.write, progress, skip=lambda i: i in done or not mine(i), resume_hint=(out, shard))
     todo = [i for i in range(plan.n_chunks) if mine(i)]
-    missing = [i for i in todo if i not in store.done()]
+    finished = store.done()
+    missing = [i for i in todo if i not in finished]
     if missing:
         raise RuntimeError(f"{len(missing)} chunks missing from {store.dir} after the run; rerun with --resume")
     attrs = _attrs(spec, plan, dtype, stats)
@@ -158,6 +161,12 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     assemble(out, with_recorded(skeleton(spec, attrs), plan), spec.dims, store.parts(), var_specs, overwrite=True)
     store.remove()
     return load(out)
+
+
+def distributed_part_path(out, shard: tuple[int, int]) -> Path:
+    """``result.nc`` -> ``result.part0of4.nc``: the part file of one process of a multi-host run."""
+    p = Path(out)
+    return p.with_name(f"{p.stem}.part{shard[0]}of{shard[1]}{p.suffix}")
 
 
 def _check_same_spec(spec: Spec, stored_hash: str | None, where: str) -> None:

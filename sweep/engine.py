@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -69,14 +70,50 @@ def _kind(spec: Spec, name: str) -> str:
     return "traced" if spec.options[name][1].traced else "static"
 
 
-def default_chunk(spec: Spec, backend: str) -> int:
-    """Automatic chunk size: per-trajectory working set and the backend.
+def device_memory_bytes() -> int | None:
+    """Memory of the first local device (accelerators report it; CPU: the host's physical memory)."""
+    dev = jax.local_devices()[0]
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - some backends do not implement memory_stats
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
-    CPU: 4,096 trajectories keeps the per-trajectory vectors of the point-loop layout in
-    cache; accelerators: 2^18 keeps the device busy. Never more than the largest group.
+
+def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
+    """Working set of one trajectory on the device (a deliberate over-estimate).
+
+    ~16 copies of each scalar parameter (parameters, gradient, optimizer state, accumulators,
+    double buffers) plus ~24 summary scalars; with the ``vmap`` layout (or problems without a
+    per-point loss) also ~4 values per data point for the (trajectories x points) temporaries.
     """
-    base = 4096 if backend == "cpu" else 2 ** 18
-    return base
+    item = np.dtype(dtype).itemsize
+    n_params = max(1, len(PROBLEMS[spec.problem].init) or 4)
+    per = (16 * n_params + 24) * item
+    data = spec.problem_options.get("data")
+    if data and spec.run["layout"] == "vmap":
+        per += 4 * (data["batch"] or data["n"]) * item
+    return per
+
+
+def default_chunk(spec: Spec, backend: str, dtype: str = "float32") -> int:
+    """Automatic chunk size (documented rule).
+
+    Start from a backend default - CPU: 4,096 trajectories, where the per-trajectory vectors of
+    the point-loop layout stay in cache (benchmarks/RESULTS.md has the scan); accelerators:
+    2^20, enough to fill the device - then cap it so that a chunk's working set
+    (``per_trajectory_bytes`` x chunk) stays under 1/4 of the device's memory.
+    """
+    base = 4096 if backend == "cpu" else 1 << 20
+    mem = device_memory_bytes()
+    if mem:
+        base = min(base, max(1, (mem // 4) // per_trajectory_bytes(spec, dtype)))
+    return int(base)
 
 
 def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = None) -> Plan:
@@ -101,7 +138,7 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
                     static[m] = vals[k]  # a traced member zipped with a static one: a group constant
         groups.append(Group(fixed, static, shared, sub))
     backend = jax.default_backend()
-    chunk = int(chunk_size or spec.run["chunk_size"] or default_chunk(spec, backend))
+    chunk = int(chunk_size or spec.run["chunk_size"] or default_chunk(spec, backend, dtype))
     chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
     n_dev = len(local_devices())
     chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count: equal shares
@@ -190,7 +227,11 @@ def _build_chunk_fn(key) -> Callable:
         def step(t, carry):
             s, rec = carry
             batch = batch_at(t)
-            loss, grad = batched_value_and_grad(s.params, batch, v)
+            if traj.direction is not None:  # second-order: one Hessian/Jacobian solve per trajectory, no optax
+                loss, grad, direction = jax.vmap(traj.direction, (0, None, 0))(s.params, batch, v)
+            else:
+                (loss, grad), direction = batched_value_and_grad(s.params, batch, v), None
+            events = None if problem.track is None else jax.vmap(problem.track, (0, None, 0))(s.params, batch, v)
             rec = record(rec, t, s, loss)
             inactive = jnp.ones((T,), bool)
             if problem.inactive is not None:  # only evaluated once some run has had a zero gradient long enough
@@ -202,7 +243,8 @@ def _build_chunk_fn(key) -> Callable:
                 wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((T,), dtype))
             else:
                 wmask, wloss = jnp.asarray(True), loss
-            s = jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0))(s, t, loss, grad, v, wloss, wmask, inactive)
+            s = jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0, 0, 0))(s, t, loss, grad, v, wloss, wmask, inactive,
+                                                                            events, direction)
             return s, rec
 
         def block(carry):

@@ -120,14 +120,15 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False, resume: boo
         raise SpecError(f"--out {str(p)!r} is a directory: give a file path such as {str(p / 'result.nc')!r}")
     if p.exists() and not (overwrite or resume):
         raise SpecError(f"--out {str(p)!r} already exists: pass --overwrite to replace it or --resume to continue it")
+    # nothing is created here: find the nearest existing ancestor and check it is a writable directory
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise SpecError(f"--out {str(p)!r}: cannot create directory {str(parent)!r} ({e.strerror})") from None
-    if not os.access(parent, os.W_OK):
-        raise SpecError(f"--out {str(p)!r}: directory {str(parent)!r} is not writable; choose another --out")
+    anc = parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise SpecError(f"--out {str(p)!r}: {str(anc)!r} is a file, not a directory; choose another --out")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise SpecError(f"--out {str(p)!r}: directory {str(anc)!r} is not writable; choose another --out")
     return p
 
 

@@ -48,7 +48,7 @@ class PartStore:
     def create(self, meta: dict) -> None:
         if self.dir.exists():
             shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
+        self.dir.mkdir(parents=True)  # creates the output's directory too, only once compute starts
         _atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=1))
 
     def done(self) -> set[int]:
@@ -149,6 +149,8 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Iterable[tuple[n
                 var = nc.createVariable(name, dt, dims, zlib=True, complevel=4, chunksizes=chunks, fill_value=fill)
                 for k, v in vs["attrs"].items():
                     var.setncattr(k, v)
+                # a small chunk cache per variable: HDF5's default one grows RSS with the grid size
+                var.set_var_chunk_cache(size=1 << 20, nelems=64, preemption=1.0)
                 variables[name] = var
             for index, res in parts:
                 if not shape:  # a single trajectory, no axes
