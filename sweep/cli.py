@@ -19,6 +19,8 @@ EXAMPLES = {
             "  sweep plot r.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png",
     "merge": "example:\n  for i in 0 1 2 3; do sweep run spec.toml --shard $i/4 --out part$i.nc; done\n"
              "  sweep merge part*.nc -o result.nc",
+    "refine": "example:\n  sweep refine experiments/quartic_basin.toml --x x0 --y lr --levels 6 --var diverged "
+              "-o results/quartic_refined.nc",
     "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
 }
 
@@ -97,6 +99,18 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", help="image file (.png, .svg, .pdf); default: beside the result")
     pl.add_argument("--overwrite", action="store_true")
 
+    rf = sub.add_parser("refine", help="adaptive refinement of an outcome boundary on two axes",
+                        epilog=EXAMPLES["refine"], formatter_class=fmt)
+    rf.add_argument("source", help="a TOML spec, or a result .nc (its stored spec is used)")
+    rf.add_argument("--x", help="axis across (default: [refine] x)")
+    rf.add_argument("--y", help="axis up (default: [refine] y)")
+    rf.add_argument("--levels", type=int, help="halvings of boundary cells (default: [refine] levels or 4)")
+    rf.add_argument("--var", help="variable or outcome name whose edge is refined (default: outcome)")
+    rf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    rf.add_argument("-o", "--out", help="netCDF output of every sample (default: SOURCE.refined.nc)")
+    rf.add_argument("--plot", help="also draw the refined samples to this image")
+    rf.add_argument("--overwrite", action="store_true")
+
     m = sub.add_parser("merge", help="combine shard part files into one result", epilog=EXAMPLES["merge"],
                        formatter_class=fmt)
     m.add_argument("parts", nargs="+", help="part files written by sweep run --shard I/N")
@@ -116,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             _parser().print_help()
             return 0
-        return {"run": cmd_run, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return {"run": cmd_run, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
     except (SpecError, UsageError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -126,8 +140,30 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last resort: one line, exit 1
         if os.environ.get("SWEEP_DEBUG"):
             raise
-        print(f"error: {type(e).__name__}: {e} (set SWEEP_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {_one_line(e)} (set SWEEP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def _one_line(e: BaseException) -> str:
+    """An error message on one line (a user module's import error may span several)."""
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+
+
+def _did_you_mean(name: str, choices) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _open_result(path: str):
+    """``io.load`` with a clear refusal for a directory."""
+    from .config import SpecError
+    from .io import load
+
+    if Path(path).is_dir():
+        raise SpecError(f"{path!r} is a directory: give a result file written by sweep run (.nc)")
+    return load(path)
 
 
 def _summary_line(ds) -> str:
@@ -177,6 +213,37 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_refine(args) -> int:
+    from .config import SpecError, load_spec_dict, tomllib
+    from .refine import refine
+
+    src = Path(args.source)
+    if src.suffix == ".nc":
+        from .io import load
+
+        spec = tomllib.loads(load(src).attrs["spec"])
+    else:
+        spec = load_spec_dict(src)
+    conf = dict(spec.get("refine") or {}) if isinstance(spec.get("refine"), dict) else {}
+    x, y = args.x or conf.get("x"), args.y or conf.get("y")
+    if not x or not y:
+        raise SpecError("refine: give --x and --y (or x and y under [refine] in the spec)")
+    levels = args.levels if args.levels is not None else conf.get("levels", 4)
+    var = args.var or conf.get("var", "outcome")
+    out = args.out or str(src.with_suffix(".refined.nc"))
+    ds = refine(spec, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
+    a = ds.attrs
+    print(f"{a['trajectories_used']:,} trajectories instead of {a['full_grid']:,} for the full finest grid "
+          f"({a['ratio']:.1f}x fewer); boundary cells per level {a['boundary_cells']}; box-counting dimension "
+          f"{a['dimension']:.3f} +- {a['dimension_stderr']:.3f}; wrote {out}")
+    if args.plot:
+        from . import plot
+
+        plot.save(plot.basin_map(ds, x, y), args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_merge(args) -> int:
     from .merge import merge
 
@@ -215,9 +282,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .io import load
-
-    ds = load(args.path)
+    ds = _open_result(args.path)
     print(f"{args.path}: {ds.attrs.get('title', '')}")
     print("dims: " + ", ".join(f"{d}={n}" for d, n in ds.sizes.items()))
     for name, c in ds.coords.items():
@@ -238,23 +303,35 @@ def cmd_info(args) -> int:
 def cmd_plot(args) -> int:
     from . import plot
     from .config import SpecError
-    from .io import load
 
-    ds = load(args.path)
+    ds = _open_result(args.path)
     for item in args.sel:
         if "=" not in item:
-            raise SpecError(f"--sel {item!r}: expected DIM=VALUE")
+            raise SpecError(f"--sel {item!r}: expected DIM=VALUE, e.g. --sel lr=0.1")
         dim, val = item.split("=", 1)
         if dim not in ds.dims:
-            raise SpecError(f"--sel {dim}: not a dimension; dimensions: {', '.join(ds.dims)}")
+            raise SpecError(f"--sel {dim}: not a dimension{_did_you_mean(dim, ds.dims)}; "
+                            f"dimensions: {', '.join(ds.dims)}")
         coord = ds[dim]
-        sel = val if coord.dtype.kind in "US" else float(val)
+        shown = ", ".join(map(str, coord.values[:6])) + (", ..." if coord.size > 6 else "")
+        if coord.dtype.kind in "US":
+            if val not in set(coord.values.tolist()):
+                raise SpecError(f"--sel {dim}={val}: not a value of {dim}{_did_you_mean(val, coord.values)}; "
+                                f"values: {shown}")
+            sel = val
+        else:
+            try:
+                sel = float(val)
+            except ValueError:
+                raise SpecError(f"--sel {dim}={val}: {dim} is numeric; give a number (values: {shown})") from None
         ds = ds.sel({dim: sel}, method=None if coord.dtype.kind in "US" else "nearest")
     for name, flag in ((args.x, "--x"), (args.y, "--y"), (args.facet, "--facet")):
         if name is not None and name not in ds.dims and args.kind not in ("trajectories",):
-            raise SpecError(f"{flag} {name}: not a dimension of {args.path}; dimensions: {', '.join(ds.dims)}")
+            raise SpecError(f"{flag} {name}: not a dimension of {args.path}{_did_you_mean(name, ds.dims)}; "
+                            f"dimensions: {', '.join(ds.dims)}")
     if args.var not in ds:
-        raise SpecError(f"--var {args.var}: not a variable; variables: {', '.join(ds.data_vars)}")
+        raise SpecError(f"--var {args.var}: not a variable{_did_you_mean(args.var, ds.data_vars)}; "
+                        f"variables: {', '.join(ds.data_vars)}")
     if args.kind in ("basin", "convergence", "boundary") and args.y is None:
         raise SpecError(f"--kind {args.kind} needs --y (a second dimension)")
     out = Path(args.output or Path(args.path).with_suffix(f".{args.kind}.png"))

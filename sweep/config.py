@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import math
+import os
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -24,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .options import Opt
-from .optimizers import HYPER_DEFAULTS, OPTIMIZERS
+from .optimizers import ALL_OPTIMIZERS, HYPER_DEFAULTS, SECOND_ORDER
 from .outcomes import Thresholds
 from .problems import DATA_OPTIONS, PROBLEMS, problem_init_options
 
@@ -55,9 +56,70 @@ def _unknown(section: str, key: str, known) -> SpecError:
                      f"allowed: {', '.join(sorted(known)) or 'none'}")
 
 
+# --------------------------------------------------------------------------- size limits
+MAX_STEPS = 2 ** 31 - 1  # step counters are int32 on the device
+MAX_TRAJECTORIES = 2 ** 32  # a trajectory's random key folds in its global index as uint32
+MAX_AXIS_VALUES = 2 ** 24  # an axis's values (coordinates) are held in host memory as Python numbers
+MEMORY_FRACTION = 0.5  # the data of one compile group may use at most this fraction of physical memory
+BYTES_PER_VALUE = 8  # float64 at worst
+REF_POINTS_MIN = 4096  # fresh data: the engine also keeps a reference sample of max(4 * batch, 4096) points
+
+
+def data_points(data: Mapping[str, Any]) -> int:
+    """Data points one compile group holds on the device at once.
+
+    A fixed dataset is held whole (``n`` points, even when minibatches are drawn from it); fresh
+    batches hold one batch (``batch``, or ``n`` when batch = 0) plus the reference sample on
+    which the final-window statistics are measured (max(4 * batch, 4096) points).
+    """
+    n, batch = int(data["n"]), int(data.get("batch", 0) or 0)
+    if not data.get("fresh", False):
+        return n
+    per_step = batch or n
+    return per_step + max(4 * per_step, REF_POINTS_MIN)
+
+
+def data_values_per_point(data: Mapping[str, Any]) -> int:
+    """Numbers stored per data point: the inputs (``dim``, default 1) and the targets (one-hot
+    ``classes``, default 1): 2 for the neuron's (x, y), dim + classes for the mlp's."""
+    return int(data.get("dim", 1) or 1) + int(data.get("classes", 1) or 1)
+
+
+def data_bytes(data: Mapping[str, Any]) -> int:
+    """Bytes of data one compile group holds at once: ``data_points`` x values per point x 8 bytes.
+
+    The vmapped layout also makes (trajectories x points) temporaries, so the same figure is the
+    least any one trajectory needs: a spec whose data alone exceeds ``memory_budget()`` cannot run.
+    """
+    return data_points(data) * data_values_per_point(data) * BYTES_PER_VALUE
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory on this host (None if the OS does not say)."""
+    try:
+        n = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return n if n > 0 else None
+
+
+def memory_budget() -> int:
+    """Bytes the data of one compile group may take: ``MEMORY_FRACTION`` of physical memory."""
+    total = physical_memory()
+    return int(total * MEMORY_FRACTION) if total else 2 ** 62
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
 TRAIN_OPTIONS: dict[str, Opt] = {
-    "steps": Opt(1000, "int", "optimizer steps per trajectory", lo=1),
-    "optimizer": Opt("sgd", "choice", "the optimizer", choices=tuple(OPTIMIZERS)),
+    "steps": Opt(1000, "int", "optimizer steps per trajectory", lo=1, hi=MAX_STEPS),
+    "optimizer": Opt("sgd", "choice", "the optimizer", choices=ALL_OPTIMIZERS),
     "lr": Opt(HYPER_DEFAULTS["lr"], "float", "learning rate", lo=0.0, lo_open=True, traced=True),
     "momentum": Opt(HYPER_DEFAULTS["momentum"], "float", "momentum / nesterov coefficient", lo=0.0, hi=1.0, traced=True),
     "b1": Opt(HYPER_DEFAULTS["b1"], "float", "Adam-family first-moment decay", lo=0.0, hi=1.0, traced=True),
@@ -68,6 +130,8 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "rho": Opt(HYPER_DEFAULTS["rho"], "float", "adadelta decay", lo=0.0, hi=1.0, traced=True),
     "initial_accumulator_value": Opt(HYPER_DEFAULTS["initial_accumulator_value"], "float",
                                      "adagrad initial accumulator", lo=0.0, traced=True),
+    "damping": Opt(HYPER_DEFAULTS["damping"], "float", "second-order damping: newton and gauss_newton add "
+                   "damping*I, levenberg_marquardt damping*diag(J^T J) (0: undamped)", lo=0.0, traced=True),
 }
 
 OUTCOME_OPTIONS: dict[str, Opt] = {
@@ -93,7 +157,14 @@ RECORD_OPTIONS: dict[str, Opt] = {
     "max": Opt(1024, "int", "at most this many recorded trajectories", lo=1),
 }
 
-TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "run", "record", "axes")
+TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "run", "record", "axes", "refine")
+
+REFINE_OPTIONS: dict[str, Opt] = {
+    "x": Opt(None, "str", "axis drawn across (a linspace or logspace axis)"),
+    "y": Opt(None, "str", "axis drawn up (a linspace or logspace axis)"),
+    "levels": Opt(4, "int", "halvings of the coarse cells next to an outcome change", lo=0, hi=20),
+    "var": Opt("outcome", "str", "variable whose changes mark the boundary, or an outcome name (e.g. diverged)"),
+}
 AXIS_FORMS = ("values", "linspace", "logspace", "range", "uniform", "normal", "zip")
 
 
@@ -213,7 +284,7 @@ def load_spec_dict(source: Any) -> dict:
         except tomllib.TOMLDecodeError as e:
             raise SpecError(f"spec file {str(p)!r} is not valid TOML: {e}") from None
         except UnicodeDecodeError:
-            raise SpecError(f"spec file {str(p)!r} is not a text file") from None
+            raise SpecError(f"spec file {str(p)!r} is not a text file: give the path to a .toml spec") from None
     raise SpecError(f"spec: expected a dict, a sweep.Spec or a path to a TOML file, got {type(source).__name__}")
 
 
@@ -266,7 +337,11 @@ def _check(section: str, key: str, opt: Opt, value: Any) -> Any:
     try:
         return opt.check(value)
     except ValueError as e:
-        raise _fail(f"{section}.{key}", value, f"must be {e}", opt.choices) from None
+        hint = ""
+        axis = {"train": key, "init": key, "problem": key, "problem.data": "data." + key}.get(section)
+        if isinstance(value, list) and axis and axis != "loss" and opt.kind not in ("ints", "floats"):
+            hint = f"; to sweep it, make it an axis instead: [axes] {_key(axis)} = {_toml_value(value)}"
+        raise _fail(f"{section}.{key}", value, f"must be {e}{hint}", opt.choices) from None
 
 
 def _section(section: str, given: dict, schema: dict[str, Opt]) -> dict:
@@ -295,10 +370,12 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     prob = dict(_table(d, "problem", required=True))
     name = prob.pop("name", None)
     if name is None:
-        raise SpecError(f"problem.name: missing; one of {', '.join(PROBLEMS)}")
+        raise SpecError(f"problem.name: missing; add name = \"neuron\" (or one of {', '.join(PROBLEMS)}) "
+                        "under [problem]")
     if not isinstance(name, str) or name not in PROBLEMS:
         raise _fail("problem.name", name, "must be one of " + ", ".join(PROBLEMS), tuple(PROBLEMS))
     pdef = PROBLEMS[name]
+    data_schema = pdef.data_options or DATA_OPTIONS
     data_given = prob.pop("data", None)
     popts = _section("problem", prob, pdef.options)
     if data_given is not None and not pdef.has_data:
@@ -306,22 +383,28 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     data = {}
     if pdef.has_data:
         if data_given is not None and not isinstance(data_given, dict):
-            raise _fail("problem.data", data_given, "must be a table, e.g. data = { dist = \"normal\", n = 256 }")
-        data = _section("problem.data", data_given or {}, DATA_OPTIONS)
+            raise _fail("problem.data", data_given, "must be a table, e.g. data = { n = 256 }")
+        data = _section("problem.data", data_given or {}, data_schema)
     for k, opt in pdef.options.items():
         if k not in popts:
             if opt.default is None and opt.kind == "str":
-                raise SpecError(f"problem.{k}: missing; {opt.doc}")
+                example = ' = "mymodule:myloss"' if k == "loss" else ""
+                raise SpecError(f"problem.{k}: missing; {opt.doc}; add {k}{example} under [problem]")
             popts[k] = opt.default
     try:
         init_schema = problem_init_options(name, popts)
     except ValueError as e:
         raise _fail("problem.loss", popts.get("loss"), str(e)) from None
     if pdef.has_data:
-        data = {k: data.get(k, o.default) for k, o in DATA_OPTIONS.items()}
-        if data["dist"] == "uniform" and not data["lo"] < data["hi"]:
+        data = {k: data.get(k, o.default) for k, o in data_schema.items()}
+        if data.get("dist") == "uniform" and not data["lo"] < data["hi"]:
             raise _fail("problem.data.hi", data["hi"], f"must be greater than data.lo = {data['lo']}")
         popts["data"] = data
+    if pdef.validate is not None:
+        try:
+            pdef.validate(popts)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
 
     train = _section("train", _table(d, "train"), TRAIN_OPTIONS)
     train = {k: train.get(k, o.default) for k, o in TRAIN_OPTIONS.items()}
@@ -333,6 +416,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     run = {k: run.get(k, o.default) for k, o in RUN_OPTIONS.items()}
     record = _section("record", _table(d, "record"), RECORD_OPTIONS)
     record = {k: record.get(k, o.default) for k, o in RECORD_OPTIONS.items()}
+    refine = _section("refine", _table(d, "refine"), REFINE_OPTIONS) if "refine" in d else None
 
     # ---- every settable name
     options: dict[str, tuple[str, Opt]] = {"seed": ("seed", Opt(0, "int", "replicate seed", lo=0))}
@@ -340,7 +424,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
         for k, o in schema.items():
             options[k] = (sec, o)
     if pdef.has_data:
-        for k, o in DATA_OPTIONS.items():
+        for k, o in data_schema.items():
             options["data." + k] = ("problem.data", o)
     for k in ("loss",):
         options.pop(k, None)  # a different module per trajectory is not a sweep
@@ -360,7 +444,12 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     raw["run"] = run
     raw["record"] = record
     raw["axes"] = _plain(_table(d, "axes"))
+    if refine is not None:
+        raw["refine"] = {k: refine.get(k, o.default) for k, o in REFINE_OPTIONS.items()
+                         if refine.get(k, o.default) is not None}
     _check_conflicts(train, popts, swept, axes)
+    _check_least_squares(name, pdef, train, popts, axes)
+    _check_size(popts, axes)
     return Spec(seed, desc, name, types.MappingProxyType(popts), types.MappingProxyType(train),
                 types.MappingProxyType(init), types.MappingProxyType(outcome), types.MappingProxyType(run),
                 types.MappingProxyType(record), tuple(axes), types.MappingProxyType(raw),
@@ -374,6 +463,69 @@ def _check_conflicts(train, popts, swept, axes):
     if data and not data["fresh"] and data["batch"] > data["n"]:
         raise _fail("problem.data.batch", data["batch"], f"must be <= data.n = {data['n']} for a fixed dataset "
                     "(or set fresh = true)")
+
+
+def _check_size(popts: Mapping[str, Any], axes: list[Axis]) -> None:
+    """Refuse, before any compute, a sweep that cannot run: too many trajectories for the
+    engine's per-trajectory random keys, or data that cannot fit in memory (``data_bytes``)."""
+    n = 1
+    for a in axes:
+        n *= a.size
+    if n > MAX_TRAJECTORIES:
+        sizes = " x ".join(f"{a.name}={a.size:,}" for a in axes)
+        raise SpecError(f"axes: {sizes} = {n:,} trajectories; at most {MAX_TRAJECTORIES:,} per sweep: "
+                        "split it into several sweeps (e.g. one per value of an axis) or use coarser axes")
+    data = popts.get("data")
+    if not isinstance(data, Mapping) or not isinstance(data.get("n"), int):
+        return  # no generated data (e.g. a user's data file: its size is the file's)
+    members = {m: vals for a in axes for m, vals in zip(a.members, a.values)}
+
+    def worst(name):
+        vals = members.get("data." + name)
+        if vals:
+            return (any(vals) if name == "fresh" else max(vals)), True
+        return data.get(name, False if name == "fresh" else 0), False
+
+    (n_pts, n_swept), (batch, b_swept), (fresh, _) = worst("n"), worst("batch"), worst("fresh")
+    worst_data = {**data, "n": n_pts, "batch": batch, "fresh": fresh,
+                  **{k: worst(k)[0] for k in ("dim", "classes") if k in data}}
+    need = data_bytes(worst_data)
+    budget = memory_budget()
+    if need <= budget:
+        return
+    total = physical_memory()
+    of = f", {MEMORY_FRACTION:.0%} of this machine's {_bytes(total)}" if total else ""
+    if fresh and batch:
+        key, value = ("axes.data.batch" if b_swept else "problem.data.batch"), batch
+        fix = "use a smaller batch"
+    else:
+        key, value = ("axes.data.n" if n_swept else "problem.data.n"), n_pts
+        fix = ("use fewer points, or fresh = true with a batch size (a new batch each step)" if not fresh
+               else "set a batch size smaller than n")
+    raise SpecError(f"{key} = {_show(value)}: the data held per compile group ({data_points(worst_data):,} points "
+                    f"x {data_values_per_point(worst_data)} values x {BYTES_PER_VALUE} bytes = {_bytes(need)}) "
+                    "exceeds the memory budget "
+                    f"({_bytes(budget)}{of}); {fix}")
+
+
+def _count(key: str, v: Any, n: float) -> int:
+    """An axis's value count: an integer in [1, MAX_AXIS_VALUES], checked before any value is built."""
+    if not float(n).is_integer() or n < 1:
+        raise _fail(key, v, "the count must be an integer >= 1")
+    if n > MAX_AXIS_VALUES:
+        raise _fail(key, v, f"{int(n):,} values; an axis has at most {MAX_AXIS_VALUES:,} (its values are held "
+                    "in memory): use a coarser axis, or several axes (e.g. a seed axis) whose product is the size")
+    return int(n)
+
+
+def _check_least_squares(name, pdef, train, popts, axes):
+    """Gauss-Newton and Levenberg-Marquardt need residuals: refuse them early on other problems."""
+    used = {train["optimizer"]} | {v for a in axes for m, vals in zip(a.members, a.values) if m == "optimizer"
+                                   for v in vals}
+    ls = [o for o in sorted(used) if o in SECOND_ORDER and o != "newton"]
+    if ls and not (pdef.least_squares is not None and pdef.least_squares(popts)):
+        raise _fail("train.optimizer", ls[0], f"needs a least-squares problem; {name!r} with these options has no "
+                    "residuals (use 'newton')")
 
 
 def _num_list(key: str, v: Any, n: int) -> list[float]:
@@ -402,15 +554,16 @@ def _axis_values(key: str, form: dict, opt: Opt, rng: np.random.Generator | None
         a, b, n = _num_list(f"{key}.linspace", v, 3)
         if not float(n).is_integer() or n < 1:
             raise _fail(f"{key}.linspace", v, "must be [start, stop, count] with an integer count >= 1")
-        vals = np.linspace(a, b, int(n)).tolist()
+        vals = np.linspace(a, b, _count(f"{key}.linspace", v, n)).tolist()
         sp = "linear"
     elif f == "logspace":
         a, b, n = _num_list(f"{key}.logspace", v, 3)
         if not float(n).is_integer() or n < 1:
             raise _fail(f"{key}.logspace", v, "must be [start_exponent, stop_exponent, count] with an integer count >= 1")
         if abs(a) > 300 or abs(b) > 300:
-            raise _fail(f"{key}.logspace", v, "exponents are powers of ten; they must be within [-300, 300]")
-        vals = np.logspace(a, b, int(n)).tolist()
+            raise _fail(f"{key}.logspace", v, "[start_exponent, stop_exponent, count] gives 10**start to 10**stop; "
+                        "the exponents must be within [-300, 300], e.g. logspace = [-3, 0, 4]")
+        vals = np.logspace(a, b, _count(f"{key}.logspace", v, n)).tolist()
         sp = "log"
     elif f == "range":
         if isinstance(v, int) and not isinstance(v, bool):
@@ -421,7 +574,11 @@ def _axis_values(key: str, form: dict, opt: Opt, rng: np.random.Generator | None
             raise _fail(f"{key}.range", v, "must be a count N or [start, stop] or [start, stop, step] of integers")
         if any(isinstance(x, bool) or not isinstance(x, int) for x in args) or (len(args) == 3 and args[2] == 0):
             raise _fail(f"{key}.range", v, "must be integers with a non-zero step")
-        vals = list(range(*args))
+        r = range(*args)
+        if len(r) == 0:
+            raise _fail(f"{key}.range", v, "gives no values; e.g. range = 4 gives 0, 1, 2, 3")
+        _count(f"{key}.range", v, len(r))
+        vals = list(r)
         sp = "linear"
     elif f in ("uniform", "normal"):
         a, b = _num_list(f"{key}.{f}", v, 2)
@@ -431,6 +588,7 @@ def _axis_values(key: str, form: dict, opt: Opt, rng: np.random.Generator | None
             raise _fail(f"{key}.normal", v, "must be [mean, std] with std > 0")
         if samples is None:
             raise _fail(key, form, "random samples need a count: add samples = N to the axis or to [axes]")
+        samples = _count(f"{key}.samples", samples, samples)
         draw = rng.uniform(a, b, samples) if f == "uniform" else rng.normal(a, b, samples)
         vals = draw.tolist()
         sp = "random"
@@ -452,18 +610,18 @@ def _check_axis_value(key, opt, x):
         raise _fail(key, x, f"axis value must be {e}", opt.choices) from None
 
 
-def _list_values(key: str, v: Any, opt: Opt) -> list:
+def _list_values(key: str, v: Any, opt: Opt, distinct: bool = True) -> list:
     if not isinstance(v, list):
         raise _fail(key, v, "must be a list of values")
     if not v:
         raise _fail(key, v, "is empty; an axis needs at least one value")
     out = [_check_axis_value(key, opt, x) for x in v]
-    if len(set(map(repr, out))) != len(out):
+    if distinct and len(set(map(repr, out))) != len(out):
         raise _fail(key, v, "has repeated values; each value of an axis must be distinct")
     return out
 
 
-def _resolve(key: str, options: dict) -> tuple[str, Opt]:
+def _resolve(key: str, options: dict, where: str | None = None) -> tuple[str, Opt]:
     if key in options:
         return key, options[key][1]
     if key.startswith(("train.", "init.", "problem.")):
@@ -472,7 +630,8 @@ def _resolve(key: str, options: dict) -> tuple[str, Opt]:
             return short, options[short][1]
     near = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise SpecError(f"axes.{key}: not an option of this spec{hint}; sweepable: {', '.join(sorted(options))}")
+    raise SpecError(f"{where or 'axes.' + key}: not an option of this spec{hint}; "
+                    f"sweepable: {', '.join(sorted(options))}")
 
 
 def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
@@ -483,7 +642,7 @@ def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
     axes: list[Axis] = []
     random_members: list[tuple[str, list]] = []
     random_pos = None
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # option -> the axis key that sweeps it
     for key, form in given.items():
         if key == "samples":
             continue
@@ -494,13 +653,19 @@ def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
                             "{ zip = { lr = [0.1, 0.2], momentum = [0.9, 0.5] } }")
             names, vals = [], []
             for m, mv in members.items():
-                name, opt = _resolve(m, options)
-                vals.append(tuple(_list_values(f"axes.{key}.zip.{m}", mv, opt)))
+                name, opt = _resolve(m, options, f"axes.{key}.zip.{m}")
+                vals.append(tuple(_list_values(f"axes.{key}.zip.{m}", mv, opt, distinct=False)))
                 names.append(name)
             if len({len(v) for v in vals}) != 1:
-                raise _fail(f"axes.{key}.zip", members, "all zipped lists must have the same length")
+                lens = ", ".join(f"{m} has {len(v)}" for m, v in zip(members, vals))
+                raise SpecError(f"axes.{key}.zip: zipped lists vary together, so they must have the same length "
+                                f"({lens}); give each list the same number of values")
             if key in options and key not in names:
                 raise SpecError(f"axes.{key}: a zipped axis needs a dimension name that is not an option")
+            rows = list(zip(*vals))
+            if len(set(map(repr, rows))) != len(rows):
+                raise SpecError(f"axes.{key}.zip: two positions repeat the same combination of values; "
+                                "each point of a zipped axis must be distinct")
             axes.append(Axis(key, tuple(names), tuple(vals), "list"))
             new = names
         else:
@@ -525,8 +690,10 @@ def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
                 new = [name]
         for m in new:
             if m in seen:
-                raise SpecError(f"axes.{m}: swept twice; give each option one axis")
-            seen.add(m)
+                both = f"axes.{seen[m]} and axes.{key}" if seen[m] != key else f"axes.{key}"
+                raise SpecError(f"axes.{key}: option {m!r} swept twice ({both}); give each option one axis "
+                                "(to vary options together, use one zip axis)")
+            seen[m] = key
     if random_members:
         lens = {len(v) for _, v in random_members}
         if len(lens) != 1:
