@@ -97,7 +97,10 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
     per = (16 * n_params + 24) * item
     data = spec.problem_options.get("data")
     if data and spec.run["layout"] == "vmap":
-        per += 4 * (data["batch"] or data["n"]) * item
+        per += 4 * (data.get("batch") or data.get("n", 0)) * item
+    if data and (data.get("fresh") or (data.get("batch") or 0) < data.get("n", 0)):
+        # noisy batches: the final-window loss on the reference sample is computed with vmap
+        per += 2 * max(4 * (data.get("batch") or data.get("n", 0)), 4096) * item
     return per
 
 

@@ -114,10 +114,10 @@ def to_dataset(spec: Spec, flat: dict[str, np.ndarray], attrs: dict, metric_attr
 def check_writable(path: str | os.PathLike, overwrite: bool = False, resume: bool = False) -> Path:
     """Fail early (before compute) if ``path`` cannot be written or would be overwritten."""
     p = Path(path)
-    if p.suffix not in (".nc", ".nc4", ".netcdf"):
-        raise SpecError(f"--out {str(p)!r}: the output must be a netCDF file ending in .nc")
     if p.exists() and p.is_dir():
         raise SpecError(f"--out {str(p)!r} is a directory: give a file path such as {str(p / 'result.nc')!r}")
+    if p.suffix not in (".nc", ".nc4", ".netcdf"):
+        raise SpecError(f"--out {str(p)!r}: the output must be a netCDF file ending in .nc")
     if p.exists() and not (overwrite or resume):
         raise SpecError(f"--out {str(p)!r} already exists: pass --overwrite to replace it or --resume to continue it")
     # nothing is created here: find the nearest existing ancestor and check it is a writable directory

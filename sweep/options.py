@@ -10,7 +10,8 @@ from typing import Any
 class Opt:
     """One spec key.
 
-    kind: "float" | "int" | "bool" | "choice" | "str" | "floats" (a number or a list of numbers).
+    kind: "float" | "int" | "bool" | "choice" | "str" | "floats" (a number or a list of numbers) |
+      "ints" (an integer or a non-empty list of integers, e.g. layer widths; lo applies to each).
     traced: a float whose swept values are per-trajectory arrays (never recompiles).
     Other options, swept as axes, are static: one compilation per value.
     """
@@ -31,12 +32,15 @@ class Opt:
         if self.kind == "bool":
             return "true or false"
         rng = ""
-        if self.lo is not None or self.hi is not None:
-            lo = "-inf" if self.lo is None else f"{self.lo:g}"
-            hi = "inf" if self.hi is None else f"{self.hi:g}"
-            rng = f" in {'(' if self.lo_open else '['}{lo}, {hi}]"
+        if self.lo is not None and self.hi is not None:
+            rng = f" in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}]"
+        elif self.lo is not None:
+            rng = f" {'>' if self.lo_open else '>='} {_num(self.lo)}"
+        elif self.hi is not None:
+            rng = f" <= {_num(self.hi)}"
         return {"float": "a finite number", "int": "an integer", "str": "a string",
-                "floats": "a number or a list of numbers"}[self.kind] + rng
+                "floats": "a number or a list of numbers",
+                "ints": "an integer or a list of integers"}[self.kind] + rng
 
     def check(self, value: Any) -> Any:
         """Return the normalised value or raise ValueError with what is allowed."""
@@ -54,6 +58,11 @@ class Opt:
             if not isinstance(value, str) or not value:
                 raise ValueError(self.allowed())
             return value
+        if k == "ints":
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not items:
+                raise ValueError(self.allowed())
+            return tuple(Opt(0, "int", "", lo=self.lo, hi=self.hi).check(v) for v in items)
         if k == "floats":
             if isinstance(value, (list, tuple)):
                 return tuple(Opt(0.0, "float", "").check(v) for v in value)
@@ -75,3 +84,8 @@ class Opt:
         if self.hi is not None and value > self.hi:
             raise ValueError(self.allowed())
         return value
+
+
+def _num(x: float) -> str:
+    """A bound as text: integers in full (2147483647, not 2.14748e+09), other numbers with %g."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
