@@ -5,8 +5,10 @@ from . import accessor as _accessor  # registers ds.sweep
 from .analysis import (boundary as boundary, fractal_dimension as fractal_dimension, fractions as fractions,
                        outcomes as outcomes, summary as summary, uncertainty_exponent as uncertainty_exponent)
 from .api import run as run
+from .merge import merge as merge
+from .refine import refine as refine
 from .config import Spec as Spec, SpecError as SpecError, parse_spec as parse_spec
 from .io import load as load, save as save
 from .outcomes import Outcome as Outcome, Thresholds as Thresholds
 
-__all__ = ["run", "outcomes", "summary", "fractions", "boundary", "fractal_dimension", "uncertainty_exponent", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds", "__version__"]
+__all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "boundary", "fractal_dimension", "uncertainty_exponent", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds", "__version__"]

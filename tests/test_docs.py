@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_spec_reference_is_current():
     text = (ROOT / "README.md").read_text()
     section = text[text.index(BEGIN): text.index(END) + len(END)]
-    assert section == reference(), "regenerate it: python -m sweep.docs"
+    assert section == reference(), "regenerate it: python -m sweep.docs --write"
 
 
 def test_every_experiment_spec_is_valid():

@@ -1,0 +1,210 @@
+"""Regenerate the gallery: every seed question answered by a spec, a figure and findings.
+
+Usage: python results/make_all.py [ENTRY ...]   (default: all; see ENTRIES)
+Writes results/<entry>*.png, small .nc files (< 5 MB), results/<entry>.md and results/README.md.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+import sweep
+from sweep import plot
+from sweep.analysis import fractions
+from sweep.outcomes import Outcome
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT / "results"
+EXP = ROOT / "experiments"
+ENTRIES: dict = {}
+
+
+def entry(name, title):
+    def deco(fn):
+        ENTRIES[name] = (title, fn)
+        return fn
+    return deco
+
+
+def run(spec, name=None, **kw):
+    """Run a spec; keep the .nc beside the figures when it is small."""
+    t = time.perf_counter()
+    ds = sweep.run(spec, progress=False, **kw)
+    wall = time.perf_counter() - t
+    if name:
+        path = RES / f"{name}.nc"
+        path.unlink(missing_ok=True)
+        sweep.save(ds, path)
+        if path.stat().st_size > 5 * 2 ** 20:
+            path.unlink()
+    return ds.load(), wall
+
+
+def frac_line(ds, code_names=("converged", "stuck", "dead"), over=None) -> str:
+    fr = fractions(ds, over=over).load()
+    parts = []
+    for name in code_names:
+        if name in fr.outcome.values:
+            f = fr.sel(outcome=name)
+            parts.append(f"{name} {float(f.fraction):.1%} [{float(f.lower):.1%}, {float(f.upper):.1%}]")
+    return ", ".join(parts)
+
+
+def save(fig_or_artist, name):
+    path = RES / f"{name}.png"
+    plot.save(fig_or_artist, path)
+    return path.name
+
+
+def add_to_legend(ax, *artists):
+    """Append artists to the outcome legend that the basin map put beside the axes."""
+    leg = ax.get_legend()
+    handles = list(leg.legend_handles) if leg is not None else []
+    ax.legend(handles=handles + list(artists), loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              fontsize="small", title="outcome", title_fontsize="small")
+
+
+def neuron_loss_surface(n=20000, seed=0):
+    """L(w, b) = E[(relu(w x + b) - relu(x))^2], x ~ N(0, 1) (Monte Carlo, numpy)."""
+    x = np.random.default_rng(seed).standard_normal(n)
+    y = np.maximum(x, 0)
+
+    def loss(W, B):
+        out = np.empty(W.shape)
+        for idx in np.ndindex(W.shape):
+            out[idx] = np.mean((np.maximum(W[idx] * x + B[idx], 0) - y) ** 2)
+        return out
+    return loss
+
+
+@entry("seed000", "Why can't a single ReLU learn a ReLU? (seed 000)")
+def seed000():
+    import matplotlib.pyplot as plt
+
+    md, times = [], {}
+    ds, times["basin"] = run(EXP / "seed000_relu_neuron.toml", "seed000_basin",
+                             set=["record.stride=37", "record.every=5"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    plot.basin_map(ds, "w0", "b0", ax=axes[0], title="outcome by start (w0, b0): SGD lr 0.1, 1000 steps")
+    small = neuron_loss_surface(4000)
+    plot.trajectories(ds, "w", "b", ax=axes[1], loss_fn=lambda W, B: small(W, B), levels=25)
+    axes[1].set_title("recorded paths over the loss surface (contours)")
+    fig.suptitle("ReLU neuron relu(w x + b) learning relu(x), fresh batches of 1000 normal points")
+    fig.tight_layout()
+    f1 = save(fig, "seed000_basin")
+    W, B = np.meshgrid(ds.w0.values, ds.b0.values, indexing="ij")
+    o = ds.outcome.values
+    wedge = B <= -3 * np.abs(W)
+    md.append(f"![basin]({f1})\n")
+    md.append(f"- 65,536 starts on a 256 x 256 grid over [-3, 3]^2 ({times['basin']:.0f} s): "
+              f"{frac_line(ds)} (Wilson 95% intervals).")
+    md.append(f"- **Dead** exactly where no input activates the unit: {np.mean(o[wedge] == Outcome.DEAD):.1%} of "
+              f"starts with b0 <= -3|w0| are dead (x ~ N(0,1) rarely exceeds 3), and "
+              f"{np.mean(o[~wedge & (B < -np.abs(W))] == Outcome.DEAD):.1%} of those with -3|w0| < b0 < -|w0|.")
+    st = ds.where(ds.outcome == Outcome.STUCK)
+    md.append(f"- **Stuck** = the question's 'upside-down' starts: "
+              f"{np.mean(o[(W < 0) & (B > -np.abs(W))] == Outcome.STUCK):.1%} of starts with w0 < 0 and b0 > -|w0| "
+              f"end stationary with w = {np.nanmedian(st.final_w):.2f} (median; 90% in "
+              f"[{np.nanpercentile(st.final_w, 5):.2f}, {np.nanpercentile(st.final_w, 95):.2f}]) and "
+              f"b = {np.nanmedian(st.final_b):.2f}: the unit slides towards the dead wedge (active on "
+              f"{np.nanmedian(st.active_fraction):.2%} of inputs at the end) and its loss settles at the loss of a "
+              f"silent unit, mean relu(x)^2 = {np.nanmedian(st.final_loss):.3f} on the last batch (1/2 in expectation). "
+              "No path crosses w = 0 (right panel).")
+
+    # w(t) and loss(t) from w0 = -10
+    dz, times["w0"] = run(EXP / "seed000_w0_minus10.toml", "seed000_w0_minus10")
+    fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for j in range(dz.sizes["traj"]):
+        lab = f"{dz.traj_optimizer.values[j]}, {dz.traj_activation.values[j]}"
+        ls = "-" if dz.traj_activation.values[j] == "relu" else "--"
+        axes[0].plot(dz.step, dz.rec_w[j], ls, label=lab)
+        axes[1].semilogy(dz.step, dz.rec_loss[j], ls, label=lab)
+    axes[0].set_ylabel("w")
+    axes[1].set_ylabel("loss (batch)")
+    axes[1].set_xlabel("step")
+    axes[0].legend(fontsize="small", ncol=2)
+    axes[0].set_title("bias-free neuron from w0 = -10, lr 0.01, fresh batch of 1000 per step")
+    fig.tight_layout()
+    f2 = save(fig, "seed000_w0_minus10")
+    md.append(f"\n![w0=-10]({f2})\n")
+    for j in range(dz.sizes["traj"]):
+        sel = dz.isel(traj=j)
+        full = dz.sel(optimizer=str(sel.traj_optimizer.values), activation=str(sel.traj_activation.values))
+        md.append(f"- {sel.traj_optimizer.values} + {sel.traj_activation.values}: "
+                  f"{Outcome(int(full.outcome)).name.lower()}, final w = {float(full.final_w):.4g}, "
+                  f"loss {float(full.final_loss):.3g}" +
+                  (f", converged at step {int(full.converge_step)}" if int(full.converge_step) >= 0 else ""))
+    # can a large step jump over?
+    dj, times["jump"] = run(EXP / "seed000_lr_jump.toml", "seed000_lr_jump")
+    art = plot.basin_map(dj, "w0", "lr", title="bias-free ReLU neuron, full-batch GD: outcome by (w0, lr)")
+    f3 = save(art, "seed000_lr_jump")
+    neg = dj.where(dj.w0 < 0, drop=True)
+    jump = neg.outcome.values == Outcome.CONVERGED
+    lrs = np.broadcast_to(neg.lr.values[None, :], jump.shape)[jump]
+    md.append(f"\n![jump]({f3})\n")
+    md.append(f"- The answer's claim that a large step can jump over the flat region holds: with w0 < 0, GD "
+              f"converges exactly when lr lies in ({lrs.min():.3f}, {lrs.max():.3f}) on this grid — the first step "
+              "multiplies w by (1 - lr * mean(2x^2; x<0)) ~ (1 - lr), so 1 < lr < 2 flips w to the positive side "
+              "(and lr < 2 keeps w = 1 stable); lr > 2 diverges.")
+    md.append("- For lr >= ~0.2 the w -> 0- decay reaches float32 underflow within the budget; then every "
+              "pre-activation is exactly 0 and relu'(0) = 0 makes the unit *dead* — a float artefact of the stuck "
+              "branch, kept visible on purpose (relu_grad_at_zero decides runs that land on the kink).")
+    md.append(f"\nRun times: {', '.join(f'{k} {v:.0f} s' for k, v in times.items())}.")
+    return "\n".join(md)
+
+
+@entry("seed001_quartic", "x^4 toy of seed 001: the basin 0 < lr x0^2 < 1/2")
+def quartic():
+    import matplotlib.pyplot as plt
+
+    ds, wall = run({"problem": {"name": "quartic"}, "train": {"steps": 10000},
+                    "axes": {"x0": {"linspace": [0.02, 3.0, 300]}, "lr": {"logspace": [-3, 0, 300]}}},
+                   "seed001_quartic")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    plot.basin_map(ds, "x0", "lr", ax=ax, title="GD on L = x^4, 10,000 steps: outcome by (x0, lr)")
+    add_to_legend(ax, *ax.plot(np.linspace(0.4, 3.0, 200), 0.5 / np.linspace(0.4, 3.0, 200) ** 2, "k--", lw=1.5,
+                               label="lr x0^2 = 1/2 (exact)"))
+    ax.set_ylim(ds.lr.values.min(), ds.lr.values.max())
+    f = save(fig, "seed001_quartic")
+    c = ds.x0.values[:, None] ** 2 * ds.lr.values[None, :]
+    o = ds.outcome.values
+    wrong = np.sum((o == Outcome.CONVERGED) & (c > 0.5)) + np.sum((o == Outcome.DIVERGED) & (c < 0.5))
+    r = sweep.refine(EXP / "quartic_basin.toml", "x0", "lr", 6, var="diverged")
+    return "\n".join([
+        f"![quartic]({f})\n",
+        f"- 90,000 runs ({wall:.1f} s): every diverged run has lr x0^2 > 1/2 and every converged one < 1/2 "
+        f"({wrong} exceptions). Near the edge from inside, x_k ~ 1/sqrt(8 lr k) is slow and oscillating "
+        "runs show up as `unfinished`, never `converged` on the wrong side.",
+        f"- The `unfinished` floor is the sublinear rate: reaching x^4 <= 1e-6 (x^2 <= 1e-3) from x_k^2 ~ 1/(8 lr k) "
+        f"takes k ~ 125/lr steps, more than the 10,000 budget exactly when lr < 0.0125; measured: the smallest lr "
+        f"that converges from x0 = 1 is {float(ds.lr.where(ds.outcome.sel(x0=1.0, method='nearest') == 0).min()):.4f}.",
+        f"- `sweep refine` locates the edge with {r.attrs['trajectories_used']:,} runs instead of "
+        f"{r.attrs['full_grid']:,} ({r.attrs['ratio']:.0f}x fewer); box-counting dimension "
+        f"{r.attrs['dimension']:.3f} +- {r.attrs['dimension_stderr']:.3f} (a smooth curve: 1).",
+    ])
+
+
+def main(names):
+    names = names or list(ENTRIES)
+    for name in names:
+        title, fn = ENTRIES[name]
+        t = time.perf_counter()
+        text = fn()
+        (RES / f"{name}.md").write_text(f"## {title}\n\n{text}\n\n(generated by results/make_all.py in "
+                                        f"{time.perf_counter() - t:.0f} s)\n")
+        print(f"{name}: done in {time.perf_counter() - t:.0f} s", flush=True)
+    index = ["# Gallery", "", "Each seed question answered by a spec in `experiments/`, a figure and findings. "
+             "Regenerate with `python results/make_all.py`.", ""]
+    for name, (title, _) in ENTRIES.items():
+        md = RES / f"{name}.md"
+        if md.exists():
+            index += [md.read_text(), ""]
+    (RES / "README.md").write_text("\n".join(index))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
