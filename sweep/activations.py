@@ -60,6 +60,17 @@ def _relu6(g0):
     return lambda z, alpha: jnp.minimum(pl(z, jnp.zeros_like(z)), 6.0)
 
 
+def _maxout(g0):
+    """Max over the k pieces on the last axis of ``z``; the gradient goes to the first maximal piece."""
+
+    def f(z, alpha):
+        z = jnp.atleast_1d(z)
+        i = jnp.argmax(z, axis=-1)
+        return jnp.take_along_axis(z, i[..., None], axis=-1)[..., 0]
+
+    return f
+
+
 def _plain(fn):
     return lambda g0: (lambda z, alpha: fn(z))
 
@@ -79,7 +90,14 @@ ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation(_plain(jax.nn.sigmoid), "1 / (1 + exp(-z))"),
     "tanh": Activation(_plain(jnp.tanh), "tanh(z)"),
     "linear": Activation(_plain(lambda z: z), "identity"),
+    "maxout": Activation(_maxout, "max over k linear pieces (a layer: z holds the pieces on its last axis; "
+                         "problems that support it give each unit k pieces; ties go to the first piece)"),
 }
+
+LAYER_ACTIVATIONS = ("maxout", "prelu")
+"""Activations that are layers with their own parameters (maxout's pieces, prelu's learnable alpha), supported
+only by problems that say so; every other activation is elementwise ``f(z, alpha)``."""
+ELEMENTWISE = tuple(n for n in ACTIVATIONS if n not in LAYER_ACTIVATIONS)
 
 
 def get_activation(name: str, relu_grad_at_zero: float = 0.0) -> Callable:

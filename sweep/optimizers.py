@@ -60,7 +60,8 @@ SECOND_ORDER: dict[str, str] = {
     "gauss_newton": "Gauss-Newton for least squares: p -= lr * (J^T J + damping*I)^-1 J^T r",
     "levenberg_marquardt": "Levenberg-Marquardt: Gauss-Newton with damping*diag(J^T J) added",
 }
-"""Second-order methods, implemented in ``step.py`` (they need the Hessian or Jacobian)."""
+"""Second-order methods, implemented in ``second_order.py`` (they need the Hessian or Jacobian); ``lr`` and
+``damping`` are their traced hyperparameters. Gauss-Newton and Levenberg-Marquardt need a least-squares problem."""
 
 ALL_OPTIMIZERS = tuple(OPTIMIZERS) + tuple(SECOND_ORDER)
 

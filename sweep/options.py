@@ -54,8 +54,8 @@ class Opt:
                 raise ValueError(self.allowed())
             # keep the registry's own type (0 and 0.0 compare equal)
             return self.choices[self.choices.index(value)]
-        if k == "str":
-            if not isinstance(value, str) or not value:
+        if k == "str":  # "" only where it is the default (it means "none", e.g. no file)
+            if not isinstance(value, str) or (not value and self.default != ""):
                 raise ValueError(self.allowed())
             return value
         if k == "ints":

@@ -3,11 +3,13 @@
 A problem is built from its static options (``build(opts) -> Problem``) and exposes pure
 functions of one trajectory's parameters: ``init``, ``loss``, optionally ``point_loss``
 (so the engine can loop over data points with trajectories on the vector axis), a target
-loss and extra metrics. Parameters are a dict of scalars (structure of arrays once batched).
+loss and extra metrics. Parameters are a dict of arrays: scalars for the single-neuron
+problems (structure of arrays once batched), weight matrices for the networks of ``nets.py``.
 Traced per-trajectory values (init values, activation alpha, ...) arrive in ``v``.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from typing import Any, Callable, NamedTuple
@@ -22,8 +24,10 @@ from .options import Opt
 class Problem(NamedTuple):
     """A built problem (static choices resolved; everything else traced).
 
-    params: names of the scalar parameters, in order (each stored as ``final_<name>``).
-    init(key, v) -> {name: () float}: one trajectory's initial parameters.
+    params: names of the scalar parameters, in order (each stored as ``final_<name>``); array
+      parameters are not listed (metrics summarise them).
+    init(key, v) -> {name: float array}: one trajectory's initial parameters; random ones are
+      drawn from ``key``, the trajectory's own key (so they do not depend on chunking).
     loss(params, batch, v) -> () float: the training loss on a batch (a mean over points).
     point_loss(params, point, v) -> () float or None: loss of one data point; when given,
       ``loss`` is the mean of it over the batch and the engine may loop over points.
@@ -35,6 +39,15 @@ class Problem(NamedTuple):
       (checked only once the gradient has been exactly zero for ``dead_patience`` steps; a
       zero gradient with an active unit, e.g. an underflow, is ``stuck``, not ``dead``).
       None: an exactly zero gradient alone means ``dead``.
+    residuals(params, batch, v) -> (n,) float or None: least-squares residuals with
+      ``loss == 0.5 * sum(residuals**2)`` (Gauss-Newton and Levenberg-Marquardt need them).
+    update_scale(v) -> {name: () float} or None: per-parameter multipliers of the optimizer's
+      updates (per-layer learning rates); a name left out is scaled by 1.
+    track(params, batch, v) -> {event: () bool} or None: evaluated at every step while the run is
+      alive; the first step each event holds is stored as ``<event>_step`` (-1: never) and
+      whether it ever held as ``<event>`` (int8). ``events`` lists the names.
+    tail: k > 0 adds ``trainable`` (int8: mean of the last k losses / initial loss < 1, non-finite
+      losses counting as infinite) and ``tail_loss_ratio`` to the results.
     """
 
     params: tuple[str, ...]
@@ -46,16 +59,31 @@ class Problem(NamedTuple):
     metrics: Callable
     metric_attrs: dict
     inactive: Callable | None = None
+    residuals: Callable | None = None
+    update_scale: Callable | None = None
+    track: Callable | None = None
+    events: tuple[str, ...] = ()
+    tail: int = 0
 
 
 class ProblemDef(NamedTuple):
-    """A registered problem: its option schemas and its builder."""
+    """A registered problem: its option schemas and its builder.
+
+    has_data: the problem draws random data from the data key (one dataset per value of the seed
+      axis; the ``[problem] data`` table holds its options, ``data_options`` or DATA_OPTIONS).
+    validate(options) -> None: raises ValueError with a one-line message naming the key when the
+      problem's resolved options (``data`` included) cannot be built; run at spec time.
+    least_squares(options) -> bool: the built problem has ``residuals`` (Gauss-Newton, LM).
+    """
 
     build: Callable[[dict], Problem]
     options: dict[str, Opt]
     init: dict[str, Opt]
     doc: str
     has_data: bool = False
+    data_options: dict[str, Opt] | None = None
+    validate: Callable[[dict], None] | None = None
+    least_squares: Callable[[dict], bool] | None = None
 
 
 ACT_NAMES = tuple(ACTIVATIONS)
@@ -90,17 +118,37 @@ def _alpha(v: dict, activation: str):
 
 # --------------------------------------------------------------------------- neuron
 def _build_neuron(o: dict) -> Problem:
-    act = get_activation(o["activation"], o["relu_grad_at_zero"])
+    act_name = o["activation"]
+    maxout, prelu = act_name == "maxout", act_name == "prelu"
+    act = get_activation("leaky_relu" if prelu else act_name, o["relu_grad_at_zero"])
     teacher = get_activation(o["teacher"], o["relu_grad_at_zero"])
-    names = ("w",) + (("b",) if o["bias"] else ()) + (("a", "c") if o["out_weight"] else ())
+    k = o["pieces"] if maxout else 1
+    extra = tuple(n for j in range(1, k) for n in ((f"w{j}", f"b{j}") if o["bias"] else (f"w{j}",)))
+    names = (("w",) + (("b",) if o["bias"] else ()) + (("a", "c") if o["out_weight"] else ())
+             + (("alpha",) if prelu else ()) + extra)
     d = o["data"]
 
     def init(key, v):
-        return {n: jnp.asarray(v[n + "0"]) for n in names}
+        p = {n: jnp.asarray(v[n + "0"]) for n in names if n in ("w", "b", "a", "c")}
+        if prelu:
+            p["alpha"] = jnp.asarray(_alpha(v, "prelu"))
+        if extra:  # maxout's other pieces: (0, 0) plus piece_scale * N(0, 1) from the trajectory's key
+            noise = jax.random.normal(key, (len(extra),), jnp.float32)
+            for i, n in enumerate(extra):
+                p[n] = v["piece_scale"] * noise[i]
+        return p
+
+    def pieces(p, x):
+        """(k, ...) pre-activations; piece 0 is w*x + b."""
+        b = (lambda j: p["b" if j == 0 else f"b{j}"]) if o["bias"] else (lambda j: 0.0)
+        return jnp.stack([p["w" if j == 0 else f"w{j}"] * x + b(j) for j in range(k)])
 
     def predict(p, x, v):
-        z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
-        h = act(z, _alpha(v, o["activation"]))
+        if maxout:
+            h = act(jnp.moveaxis(pieces(p, x), 0, -1), 0.0)
+        else:
+            z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
+            h = act(z, p["alpha"] if prelu else _alpha(v, act_name))
         return p["a"] * h + p["c"] if o["out_weight"] else h
 
     def point_loss(p, point, v):
@@ -110,6 +158,10 @@ def _build_neuron(o: dict) -> Problem:
     def loss(p, batch, v):
         x, y = batch
         return jnp.mean((predict(p, x, v) - y) ** 2)
+
+    def residuals(p, batch, v):
+        x, y = batch
+        return jnp.sqrt(jnp.asarray(2.0 / x.shape[0], x.dtype)) * (predict(p, x, v) - y)
 
     def sample(key, n):  # drawn in float32 whatever the run's dtype: the same data for every dtype
         if d["dist"] == "normal":
@@ -122,14 +174,21 @@ def _build_neuron(o: dict) -> Problem:
     ref = {"w": 1.0, "b": 0.0, "a": 1.0, "c": 0.0}
 
     def target(batch, v):
-        if realisable:
+        # prelu / maxout: 0 (they realise any teacher piecewise linear with one kink at 0; otherwise
+        # no closed-form minimum is known and "converged" means an exact fit)
+        if realisable or prelu or maxout:
             return jnp.zeros((), batch[0].dtype)
         return loss({n: jnp.asarray(ref[n], batch[0].dtype) for n in names}, batch, v)
 
+    def active(p, x):
+        if maxout:  # piece 0 is the strict maximum
+            z = pieces(p, x)
+            return jnp.all(z[:1] > z[1:], axis=0)
+        return p["w"] * x + (p["b"] if o["bias"] else 0.0) > 0
+
     def metrics(p, batch, v):
         x, _ = batch
-        z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
-        return {"active_fraction": jnp.mean((z > 0).astype(x.dtype))}
+        return {"active_fraction": jnp.mean(active(p, x).astype(x.dtype))}
 
     flat_left = o["activation"] in ("relu", "relu6")
 
@@ -140,27 +199,36 @@ def _build_neuron(o: dict) -> Problem:
         z = p["w"] * x + (p["b"] if o["bias"] else 0.0)
         return jnp.all(z <= 0)
 
-    attrs = {"active_fraction": {"long_name": "fraction of data points with positive pre-activation at the end",
-                                 "units": "1"}}
-    return Problem(names, init, loss, point_loss, sample, target, metrics, attrs, inactive)
+    attrs = {"active_fraction": {"long_name": "fraction of data points with positive pre-activation at the end "
+                                              "(maxout: where piece 0 is the strict maximum)", "units": "1"}}
+    return Problem(names, init, loss, point_loss, sample, target, metrics, attrs, inactive, residuals)
 
 
 NEURON = ProblemDef(
     _build_neuron,
     {
         **_activation_options("relu"),
-        "teacher": Opt("relu", "choice", "the teacher's activation: y = teacher(x)", choices=ACT_NAMES),
+        "teacher": Opt("relu", "choice", "the teacher's activation: y = teacher(x) (prelu: leaky with alpha 0.25)",
+                       choices=tuple(n for n in ACT_NAMES if n != "maxout")),
         "bias": Opt(True, "bool", "student has a bias b: act(w*x + b)"),
         "out_weight": Opt(False, "bool", "student has an output weight and bias: a*act(w*x + b) + c"),
+        "pieces": Opt(2, "int", "maxout: the student is max_j (w_j*x + b_j) over this many pieces; piece 0 is "
+                      "(w, b), the others (w1, b1), ...", lo=2),
     },
     {
         "w0": Opt(0.5, "float", "initial w", traced=True),
         "b0": Opt(0.0, "float", "initial b (with bias = true)", traced=True),
         "a0": Opt(1.0, "float", "initial output weight a (with out_weight = true)", traced=True),
         "c0": Opt(0.0, "float", "initial output bias c (with out_weight = true)", traced=True),
+        "piece_scale": Opt(0.0, "float", "maxout: pieces 1..k-1 start at (0, 0) plus this times N(0, 1) noise "
+                           "from the trajectory's key (0: maxout with 2 pieces starts as relu(w*x + b))",
+                           lo=0.0, traced=True),
     },
-    "single neuron act(w*x + b) [a*...+c] learning teacher(x); loss = mean squared error (no 1/2)",
+    "single neuron act(w*x + b) [a*...+c] learning teacher(x); loss = mean squared error (no 1/2). "
+    "prelu: alpha is trained (final_alpha; its initial value is the alpha option, default 0.25); "
+    "maxout: max over `pieces` linear pieces",
     has_data=True,
+    least_squares=lambda o: True,
 )
 
 
@@ -191,23 +259,34 @@ def load_function(ref: str) -> Callable:
     if not isinstance(ref, str) or ref.count(":") != 1:
         raise ValueError("expected 'module:function'")
     mod, fn = ref.split(":")
+    if not mod or not fn:
+        raise ValueError("expected 'module:function' with both parts, e.g. 'mylosses:bowl'")
     try:
         module = importlib.import_module(mod)
     except Exception as e:  # noqa: BLE001 - reported to the user
-        raise ValueError(f"cannot import module {mod!r} ({type(e).__name__}: {e})") from None
+        raise ValueError(f"cannot import module {mod!r} ({type(e).__name__}: {e}); is it installed, or on "
+                         "PYTHONPATH (e.g. run from its directory)?") from None
     f = getattr(module, fn, None)
     if not callable(f):
-        raise ValueError(f"module {mod!r} has no function {fn!r}")
+        near = difflib.get_close_matches(fn, [n for n in dir(module) if not n.startswith("_")
+                                              and callable(getattr(module, n, None))], n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"module {mod!r} has no function {fn!r}{hint}")
     return f
 
 
 def function_params(f: Callable) -> tuple[str, ...]:
     """Parameter names of a user loss: its positional arguments."""
-    sig = inspect.signature(f)
+    try:
+        sig = inspect.signature(f)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot read the function's arguments ({e}); wrap it in a Python function "
+                         "def loss(x, y): ...") from None
     names = tuple(p.name for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
     if not names:
-        raise ValueError("the function takes no positional arguments")
+        raise ValueError("the function takes no positional arguments; each positional argument is a "
+                         "parameter, e.g. def loss(x, y): ...")
     return names
 
 
@@ -236,3 +315,6 @@ def problem_init_options(name: str, options: dict[str, Any]) -> dict[str, Opt]:
         names = function_params(load_function(options["loss"]))
         return {n + "0": Opt(0.0, "float", f"initial {n}", traced=True) for n in names}
     return pdef.init
+
+
+from . import nets  # noqa: E402,F401  (registers the network problems into PROBLEMS)

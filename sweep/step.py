@@ -12,9 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .optimizers import make_optimizer
+from .optimizers import SECOND_ORDER, make_optimizer
 from .outcomes import Outcome, Thresholds, classify_survivor
 from .problems import Problem
+from .second_order import make_direction
 
 ALIVE = -1  # code of a trajectory that has not settled yet
 
@@ -36,6 +37,9 @@ class TrajState(NamedTuple):
     path: jax.Array  # () float, sum |window-loss change| over the final window
     win_last: jax.Array  # () float, the last window loss
     step_norm: jax.Array  # () float, norm of the last update
+    first: dict  # event name -> () int32, first step the problem's event held (-1: not yet)
+    tail_sum: jax.Array  # () float, sum of the losses of the last ``problem.tail`` steps seen
+    tail_n: jax.Array  # () int32, how many of them were seen
 
 
 def hyperparams(v: dict) -> dict:
@@ -55,10 +59,11 @@ class Trajectory(NamedTuple):
     """Pure functions of one trajectory for a given static combination."""
 
     init: Callable  # (key, v, target) -> TrajState
-    advance: Callable  # (state, t, loss, grad, v, wloss, wmask) -> TrajState
+    advance: Callable  # (state, t, loss, grad, v, wloss, wmask, inactive, events, direction) -> TrajState
     win_start: int  # first step of the final window
     finish: Callable  # (state) -> dict of () results
     value_and_grad: Callable  # (params, batch, v) -> (loss, grad)
+    direction: Callable | None = None  # second-order: (params, batch, v) -> (loss, grad, step); else None
 
 
 def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds, dtype) -> Trajectory:
@@ -67,28 +72,41 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
     Steps are evaluated at t = 0..steps: the loss and gradient at t decide whether the run
     settles at t; if not, and t < steps, the optimizer takes a step. So ``steps`` updates
     are taken at most and the final loss is the loss of the final parameters.
+
+    Second-order optimizers (``SECOND_ORDER``) bypass optax: the caller computes the step with
+    ``Trajectory.direction`` and passes it to ``advance``; a non-finite step (a singular Hessian,
+    e.g. Newton's 0/0 on a dead ReLU) settles the run as ``nan`` at that step, parameters frozen.
     """
     win = max(1, int(round(th.window * steps)))
     win_start = max(0, steps - win)
+    second = optimizer in SECOND_ORDER
+    tail = min(int(problem.tail), steps + 1)
 
     def opt(v):
-        return make_optimizer(optimizer, hyperparams(v))
+        return optax.identity() if second else make_optimizer(optimizer, hyperparams(v))
 
     def init(key, v, target):
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), problem.init(key, v))
         z = jnp.zeros((), dtype)
+        first = {n: jnp.int32(-1) for n in problem.events}
         return TrajState(params, opt(v).init(params), jnp.int8(ALIVE), jnp.int32(steps), z,
-                         jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z)
+                         jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z,
+                         first, z, jnp.int32(0))
 
-    def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True, inactive=True) -> TrajState:
+    def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True, inactive=True, events=None,
+                direction=None) -> TrajState:
         """One step. ``wloss``: the loss used for the final-window statistics (the step's own loss
         for deterministic data; a fixed reference sample's loss at checkpoints for noisy data, where
         ``wmask`` says whether this step is a checkpoint). ``inactive``: the problem's "every unit
-        inactive" check at these parameters (True when the problem has none)."""
+        inactive" check at these parameters (True when the problem has none). ``events``: the
+        problem's ``track`` at these parameters (or None). ``direction``: the second-order step
+        (parameter-shaped, already times -lr), required for second-order optimizers."""
         wloss = loss if wloss is None else wloss
         alive = (s.code == ALIVE) & (t <= steps)
         gnorm = tree_norm(grad)
         finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        solved = jnp.asarray(True) if direction is None else jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(direction)]))
         loss0 = jnp.where(t == 0, loss, s.loss0)
         conv = loss <= s.target + th.loss_atol + th.loss_rtol * jnp.abs(s.target)
         dead_count = jnp.where(alive & (gnorm == 0) & ~conv, s.dead_count + 1, jnp.where(alive, 0, s.dead_count))
@@ -97,7 +115,9 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         new = jnp.where(~finite, int(Outcome.NAN),
                         jnp.where(div, int(Outcome.DIVERGED),
                                   jnp.where(conv, int(Outcome.CONVERGED),
-                                            jnp.where((dead_count >= th.dead_patience) & inactive, int(Outcome.DEAD), ALIVE))))
+                                            jnp.where(~solved & (t < steps), int(Outcome.NAN),
+                                                      jnp.where((dead_count >= th.dead_patience) & inactive,
+                                                                int(Outcome.DEAD), ALIVE)))))
         settle = alive & (new != ALIVE)
         code = jnp.where(settle, new, s.code).astype(jnp.int8)
         stop_step = jnp.where(settle, t, s.stop_step).astype(jnp.int32)
@@ -108,14 +128,25 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         win_loss = jnp.where(in_win & (t == win_start), wloss, s.win_start)
         path = jnp.where(in_win & (t > win_start), s.path + jnp.abs(wloss - s.win_last), s.path)
         win_last = jnp.where(in_win, wloss, s.win_last)
+        first = {n: jnp.where(alive & events[n] & (f < 0), t, f).astype(jnp.int32) for n, f in s.first.items()}
+        in_tail = alive & (t > steps - tail)
+        tail_sum = jnp.where(in_tail, s.tail_sum + jnp.where(jnp.isfinite(loss), loss, jnp.inf), s.tail_sum)
+        tail_n = jnp.where(in_tail, s.tail_n + 1, s.tail_n).astype(jnp.int32)
         # the optimizer step, only for runs still alive and with budget left
         move = alive & (code == ALIVE) & (t < steps)
-        updates, opt_state = opt(v).update(grad, s.opt_state, s.params)
+        if second:
+            updates, opt_state = direction, s.opt_state
+        else:
+            updates, opt_state = opt(v).update(grad, s.opt_state, s.params)
+        if problem.update_scale is not None:
+            scale = problem.update_scale(v)
+            updates = {k: u * scale[k] if k in scale else u for k, u in updates.items()}
         new_params = optax.apply_updates(s.params, updates)
         step_norm = jnp.where(move, tree_norm(updates), s.step_norm)
         keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(move, x, y), a, b)  # noqa: E731
         return TrajState(keep(new_params, s.params), keep(opt_state, s.opt_state), code, stop_step, loss0, s.target,
-                         last_loss, last_gnorm, min_loss, dead_count, win_loss, path, win_last, step_norm)
+                         last_loss, last_gnorm, min_loss, dead_count, win_loss, path, win_last, step_norm,
+                         first, tail_sum, tail_n)
 
     def finish(s: TrajState) -> dict:
         survivor = classify_survivor(th, loss_start=s.win_start, loss_end=s.win_last, path=s.path,
@@ -132,12 +163,26 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         }
         for name in problem.params:
             out["final_" + name] = s.params[name]
+        for name, f in s.first.items():
+            out[name] = (f >= 0).astype(jnp.int8)
+            out[name + "_step"] = f
+        if tail:
+            # a run that settled early keeps its last loss for the steps it did not take
+            # (diverged and nan count as infinite)
+            gone = (code == int(Outcome.DIVERGED)) | (code == int(Outcome.NAN)) | ~jnp.isfinite(s.last_loss)
+            frozen = jnp.where(gone, jnp.inf, s.last_loss)
+            missing = (tail - s.tail_n).astype(s.tail_sum.dtype)
+            mean = (s.tail_sum + jnp.where(missing > 0, missing * frozen, 0.0)) / tail
+            ratio = mean / s.loss0
+            out["tail_loss_ratio"] = ratio
+            out["trainable"] = (ratio < 1).astype(jnp.int8)
         return out
 
     def value_and_grad(params, batch, v):
         return jax.value_and_grad(problem.loss)(params, batch, v)
 
-    return Trajectory(init, advance, win_start, finish, value_and_grad)
+    direction = make_direction(problem, optimizer) if second else None
+    return Trajectory(init, advance, win_start, finish, value_and_grad, direction)
 
 
 def run_one(problem: Problem, traj: Trajectory, steps: int, key, v: dict, data=None,
@@ -147,7 +192,7 @@ def run_one(problem: Problem, traj: Trajectory, steps: int, key, v: dict, data=N
     Args:
       data: the fixed batch, or None with ``batch_fn(t) -> batch`` for per-step batches.
     Returns:
-      dict of () results, as the engine's.
+      dict of () results, as the engine's (metrics only with fixed ``data``).
     """
     if target is None:
         target = problem.target(data, v)
@@ -155,9 +200,16 @@ def run_one(problem: Problem, traj: Trajectory, steps: int, key, v: dict, data=N
 
     def body(t, s):
         batch = data if batch_fn is None else batch_fn(t)
-        loss, grad = traj.value_and_grad(s.params, batch, v)
+        if traj.direction is not None:
+            loss, grad, direction = traj.direction(s.params, batch, v)
+        else:
+            (loss, grad), direction = traj.value_and_grad(s.params, batch, v), None
         inactive = True if problem.inactive is None else problem.inactive(s.params, batch, v)
-        return traj.advance(s, t, loss, grad, v, loss, True, inactive)
+        events = None if problem.track is None else problem.track(s.params, batch, v)
+        return traj.advance(s, t, loss, grad, v, loss, True, inactive, events, direction)
 
     s = jax.lax.fori_loop(0, steps + 1, body, s)
-    return traj.finish(s)
+    out = traj.finish(s)
+    if data is not None:  # the engine's metrics, on the fixed data
+        out.update(problem.metrics(s.params, data, v))
+    return out
