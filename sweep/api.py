@@ -152,12 +152,14 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     if shard is not None:
         from .merge import write_part_file
 
-        write_part_file(out, spec, plan, shard, store.parts(), attrs, overwrite=overwrite)
+        write_part_file(out, spec, plan, shard, store.parts(), attrs, store.variables(), overwrite=overwrite)
         store.remove()
         return xr.open_dataset(out)
-    first = next(store.parts())[1]
-    metric_attrs = problem_for(plan, plan.groups[0]).metric_attrs
-    var_specs = {n: {"dtype": first[n].dtype, "attrs": var_attrs(n, metric_attrs)} for n in order_vars(first)}
+    dtypes = store.variables()
+    metric_attrs = {}
+    for g in plan.groups:  # metric attributes of every compile group
+        metric_attrs.update(problem_for(plan, g).metric_attrs)
+    var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, metric_attrs)} for n in order_vars(dtypes)}
     assemble(out, with_recorded(skeleton(spec, attrs), plan), spec.dims, store.parts(), var_specs, overwrite=True)
     store.remove()
     return load(out)
@@ -197,7 +199,9 @@ def _run_in_memory(spec: Spec, plan, progress) -> xr.Dataset:
             flat[k][index] = x
 
     stats = _execute(plan, sink, progress)
-    metric_attrs = problem_for(plan, plan.groups[0]).metric_attrs
+    metric_attrs = {}
+    for g in plan.groups:
+        metric_attrs.update(problem_for(plan, g).metric_attrs)
     return with_recorded(to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats), metric_attrs), plan)
 
 

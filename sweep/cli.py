@@ -363,7 +363,7 @@ def cmd_plot(args) -> int:
 
 def cmd_list(args) -> int:
     from .activations import ACTIVATIONS
-    from .optimizers import OPTIMIZERS
+    from .optimizers import OPTIMIZERS, SECOND_ORDER
     from .outcomes import MESSAGES, Outcome
     from .problems import PROBLEMS
 
@@ -377,6 +377,8 @@ def cmd_list(args) -> int:
     for k, o in OPTIMIZERS.items():
         hp = ", ".join(("lr",) + o.hyperparams)
         print(f"  {k:20s} {o.doc} [{hp}]")
+    for k, doc in SECOND_ORDER.items():
+        print(f"  {k:20s} {doc} [lr, damping]")
     print("initialisers:")
     print("  constant per parameter: [init] w0, b0, ... (any can be an axis)")
     print("outcomes:")

@@ -222,7 +222,7 @@ def _build_chunk_fn(key) -> Callable:
             if not record_every:
                 return rec
             alive = (s.code == -1) & (t <= steps)
-            row = {"loss": loss, **s.params}
+            row = {"loss": loss, **{k: s.params[k] for k in problem.params}}
             pos = jnp.minimum(t // record_every, n_rec - 1)
             on = alive & (t % record_every == 0)
             return {k: rec[k].at[pos].set(jnp.where(on, row[k], rec[k][pos])) for k in rec}
@@ -262,7 +262,7 @@ def _build_chunk_fn(key) -> Callable:
 
         rec0 = {}
         if record_every:
-            rec0 = {k: jnp.full((n_rec, T), jnp.nan, dtype) for k in ("loss",) + tuple(state.params)}
+            rec0 = {k: jnp.full((n_rec, T), jnp.nan, dtype) for k in ("loss",) + tuple(problem.params)}
         _, state, rec = jax.lax.while_loop(more, block, (jnp.int32(0), state, rec0))
         out = jax.vmap(traj.finish)(state)
         for k, x in rec.items():
@@ -426,14 +426,14 @@ def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | Non
     problem = problem_for(plan, g)
     if problem.sample is None:
         return None
-    data = dict(spec.problem_options["data"])
+    data = dict(spec.problem_options.get("data") or {})
     dt = jnp.dtype(plan.dtype)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(spec.seed), 1), seed)
-    if data["fresh"]:
-        n = data["batch"] or data["n"]
+    if data.get("fresh"):
+        n = data.get("batch") or data.get("n", 0)
         key = jax.random.fold_in(key, 0 if step is None else step)
     else:
-        n = data["n"]
+        n = data.get("n", 0)
     return jax.tree_util.tree_map(lambda a: a.astype(dt), problem.sample(key, n))
 
 

@@ -12,13 +12,13 @@ import xarray as xr
 
 from .config import SpecError, parse_spec, tomllib
 from .io import check_writable, load, order_vars, skeleton, var_attrs
-from .store import assemble
+from .store import assemble, fill_missing
 
 PART_DIM = "trajectory"
 
 
 def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterable[tuple[np.ndarray, dict]],
-                    attrs: dict, overwrite: bool = False) -> Path:
+                    attrs: dict, dtypes: dict, overwrite: bool = False) -> Path:
     """Stream a shard's chunks into a flat netCDF part file (dimension ``trajectory`` + ``index``)."""
     import netCDF4
 
@@ -30,11 +30,13 @@ def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterab
             nc.createDimension(PART_DIM, None)
             variables = None
             n = 0
+            specs = {k: {"dtype": d} for k, d in dtypes.items()}
             for index, res in parts:
+                res = fill_missing(res, specs, len(index))
                 if variables is None:
                     variables = {"index": nc.createVariable("index", "i8", (PART_DIM,), zlib=True)}
-                    for name in order_vars(res):
-                        dt = np.asarray(res[name]).dtype
+                    for name in order_vars(dtypes):
+                        dt = np.dtype(dtypes[name])
                         variables[name] = nc.createVariable(name, dt, (PART_DIM,), zlib=True, complevel=4,
                                                             fill_value=False)
                         for k, v in var_attrs(name).items():
@@ -112,10 +114,14 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: 
         seen[idx] = True
     if not seen.all():
         raise SpecError(f"merge: {int((~seen).sum()):,} trajectories are in no part; a part file is incomplete")
-    names = [k for k in first.data_vars if k != "index"]
-    var_specs = {k: {"dtype": first[k].dtype, "attrs": var_attrs(k)} for k in order_vars(names)}
-    for k in names:  # keep the problem's own metric attributes
-        var_specs[k]["attrs"] = {a: v for a, v in first[k].attrs.items() if a != "_FillValue"} or var_specs[k]["attrs"]
+    found: dict[str, xr.DataArray] = {}  # every variable of any part (shards may hold different groups)
+    for _, ds in opened:
+        for k in ds.data_vars:
+            if k != "index":
+                found.setdefault(k, ds[k])
+    var_specs = {k: {"dtype": found[k].dtype,
+                     "attrs": {a: v for a, v in found[k].attrs.items() if a != "_FillValue"} or var_attrs(k)}
+                 for k in order_vars(found)}
     attrs = {k: v for k, v in first.attrs.items()
              if k not in ("sweep_part", "shard", "n_shards", "part_chunk_size", "part_trajectories")}
     for k in ("wall_time_s", "trajectories_run"):
@@ -130,7 +136,7 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: 
 
     def all_parts():
         for _, ds in opened:
-            yield from _part_chunks(ds, names)
+            yield from _part_chunks(ds, [k for k in ds.data_vars if k != "index"])
 
     try:
         assemble(out, skel, spec.dims, all_parts(), var_specs, overwrite=True)

@@ -76,6 +76,16 @@ class PartStore:
                 res = {k: z[k] for k in z.files if k != "__index__"}
                 yield z["__index__"], res
 
+    def variables(self) -> dict[str, np.dtype]:
+        """name -> dtype of every result variable in any part (reads one array per new name)."""
+        seen: dict[str, np.dtype] = {}
+        for i in sorted(self.done()):
+            with np.load(self.dir / f"chunk_{i:08d}.npz") as z:
+                for k in z.files:
+                    if k != "__index__" and k not in seen:
+                        seen[k] = z[k].dtype
+        return seen
+
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -153,6 +163,7 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Iterable[tuple[n
                 var.set_var_chunk_cache(size=1 << 20, nelems=64, preemption=1.0)
                 variables[name] = var
             for index, res in parts:
+                res = fill_missing(res, var_specs, len(index))
                 if not shape:  # a single trajectory, no axes
                     for name, var in variables.items():
                         var[...] = np.asarray(res[name])[0]
@@ -171,6 +182,17 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Iterable[tuple[n
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return out
+
+
+def fill_missing(res: dict[str, np.ndarray], var_specs: dict[str, dict], n: int) -> dict[str, np.ndarray]:
+    """A part's results with every variable of the run: variables that only some compile groups
+    produce (e.g. ``final_alpha`` of a prelu student) are NaN (floats) or -1 (integers) elsewhere."""
+    out = dict(res)
+    for name, vs in var_specs.items():
+        if name not in out:
+            dt = np.dtype(vs["dtype"])
+            out[name] = np.full(n, np.nan if dt.kind == "f" else -1, dt)
     return out
 
 

@@ -145,3 +145,19 @@ def test_corrupt_output_gives_a_clear_error(tmp_path):
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(sweep.SpecError, match="not a readable"):
         sweep.load(bad)
+
+
+def test_variables_of_only_some_groups_survive_files_and_merge(tmp_path):
+    """prelu adds final_alpha, maxout final_w1/final_b1, bias=false drops final_b: NaN where absent."""
+    spec = {"problem": {"name": "neuron", "data": {"n": 64}}, "train": {"steps": 50},
+            "axes": {"activation": ["relu", "prelu", "maxout"], "w0": [0.5, -0.5], "bias": [True, False]}}
+    a = sweep.run(spec, progress=False)
+    assert {"final_alpha", "final_w1", "final_b1", "final_b"} <= set(a.data_vars)
+    assert np.isnan(a.final_alpha.sel(activation="relu")).all()
+    assert np.isfinite(a.final_alpha.sel(activation="prelu")).all()
+    b = sweep.run(spec, out=tmp_path / "r.nc", chunk_size=2, progress=False)
+    xr.testing.assert_identical(a.drop_attrs(), b.load().drop_attrs())
+    parts = [tmp_path / f"p{i}.nc" for i in range(2)]
+    for i, p in enumerate(parts):
+        sweep.run(spec, out=p, chunk_size=2, shard=f"{i}/2", progress=False)
+    xr.testing.assert_identical(a.drop_attrs(), merge(parts, tmp_path / "m.nc").load().drop_attrs())
