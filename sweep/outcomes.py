@@ -64,7 +64,9 @@ def outcome_attrs() -> dict:
 class Thresholds(NamedTuple):
     """Classification thresholds (static floats, stored in the result file; see README).
 
-    ``converged``: first step with loss <= target + loss_atol + loss_rtol*|target|.
+    ``converged``: the loss stayed <= target + loss_atol + loss_rtol*|target| for
+    ``converge_patience`` consecutive steps (or from some step to the end of the budget); a run that
+    touches the tolerance and leaves it again (an unstable fixed point) is not converged.
     ``diverged``: loss > max(diverge_loss, diverge_factor*|initial loss|) or any |parameter| >
     diverge_param. ``dead``: gradient exactly zero for ``dead_patience`` consecutive steps while
     above the target. Runs still alive at the end are judged on the last ``window`` fraction of
@@ -76,6 +78,7 @@ class Thresholds(NamedTuple):
 
     loss_atol: float = 1e-6
     loss_rtol: float = 1e-4
+    converge_patience: int = 10
     diverge_loss: float = 1e8
     diverge_factor: float = 1e6
     diverge_param: float = 1e6

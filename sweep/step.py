@@ -38,6 +38,8 @@ class TrajState(NamedTuple):
     win_last: jax.Array  # () float, the last window loss
     step_norm: jax.Array  # () float, norm of the last update
     first: dict  # event name -> () int32, first step the problem's event held (-1: not yet)
+    conv_count: jax.Array  # () int32, consecutive steps within the target tolerance
+    conv_first: jax.Array  # () int32, first step of that streak (-1: none)
     tail_sum: jax.Array  # () float, sum of the losses of the last ``problem.tail`` steps seen
     tail_n: jax.Array  # () int32, how many of them were seen
 
@@ -91,7 +93,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         first = {n: jnp.int32(-1) for n in problem.events}
         return TrajState(params, opt(v).init(params), jnp.int8(ALIVE), jnp.int32(steps), z,
                          jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z,
-                         first, z, jnp.int32(0))
+                         first, jnp.int32(0), jnp.int32(-1), z, jnp.int32(0))
 
     def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True, inactive=True, events=None,
                 direction=None) -> TrajState:
@@ -108,8 +110,13 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         solved = jnp.asarray(True) if direction is None else jnp.all(jnp.stack(
             [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(direction)]))
         loss0 = jnp.where(t == 0, loss, s.loss0)
-        conv = loss <= s.target + th.loss_atol + th.loss_rtol * jnp.abs(s.target)
-        dead_count = jnp.where(alive & (gnorm == 0) & ~conv, s.dead_count + 1, jnp.where(alive, 0, s.dead_count))
+        conv_now = loss <= s.target + th.loss_atol + th.loss_rtol * jnp.abs(s.target)
+        conv_count = jnp.where(alive, jnp.where(conv_now, s.conv_count + 1, 0), s.conv_count).astype(jnp.int32)
+        conv_first = jnp.where(alive, jnp.where(conv_now, jnp.where(s.conv_count == 0, t, s.conv_first), -1),
+                               s.conv_first).astype(jnp.int32)
+        conv = conv_now & ((conv_count >= th.converge_patience) | (t == steps))
+        dead_count = jnp.where(alive & (gnorm == 0) & ~conv_now, s.dead_count + 1,
+                               jnp.where(alive, 0, s.dead_count))
         bound = jnp.maximum(th.diverge_loss, th.diverge_factor * jnp.abs(loss0))
         div = (loss > bound) | (tree_absmax(s.params) > th.diverge_param)
         new = jnp.where(~finite, int(Outcome.NAN),
@@ -146,7 +153,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(move, x, y), a, b)  # noqa: E731
         return TrajState(keep(new_params, s.params), keep(opt_state, s.opt_state), code, stop_step, loss0, s.target,
                          last_loss, last_gnorm, min_loss, dead_count, win_loss, path, win_last, step_norm,
-                         first, tail_sum, tail_n)
+                         first, conv_count, conv_first, tail_sum, tail_n)
 
     def finish(s: TrajState) -> dict:
         survivor = classify_survivor(th, loss_start=s.win_start, loss_end=s.win_last, path=s.path,
@@ -156,7 +163,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
             "outcome": code,
             "final_loss": s.last_loss,
             "min_loss": s.min_loss,
-            "converge_step": jnp.where(code == int(Outcome.CONVERGED), s.stop_step, -1).astype(jnp.int32),
+            "converge_step": jnp.where(code == int(Outcome.CONVERGED), s.conv_first, -1).astype(jnp.int32),
             "stop_step": s.stop_step,
             "final_grad_norm": s.last_gnorm,
             "target_loss": s.target,

@@ -98,3 +98,23 @@ def test_relu_grad_at_zero_decides_a_run_that_starts_on_the_kink(g0, expected):
                                 "data": {"dist": "normal", "n": 256}},
                     "train": {"steps": 2000, "lr": 0.1}, "init": {"w0": 0.0}}, progress=False)
     assert names(ds.outcome.values) == expected
+
+
+def test_touching_the_target_at_an_unstable_fixed_point_is_not_convergence():
+    """Bias-free ReLU neuron, full-batch GD with lr = 2.3 > 2/h: from w0 < 0 the first step flips w to
+    w1 = w0 (1 - lr m-) and some w0 land within tolerance of w = 1, where (w - 1) then grows by |1 - lr m+| > 1
+    per step. Such runs must not be reported converged."""
+    spec = {"problem": {"name": "neuron", "bias": False, "data": {"dist": "normal", "n": 1024}},
+            "train": {"steps": 400, "lr": 2.3}}
+    x = np.asarray(dataset(sweep.parse_spec(spec))[0], np.float64)
+    m_neg, m_pos = 2 * np.mean(np.where(x < 0, x * x, 0)), 2 * np.mean(np.where(x > 0, x * x, 0))
+    assert abs(1 - 2.3 * m_pos) > 1  # w = 1 is unstable at this lr
+    w_land = 1 / (1 - 2.3 * m_neg)  # the w0 whose first step lands exactly on w = 1
+    # (an even count keeps the exact landing point out: from w = 1 to machine precision it takes about
+    # log(1e-3/1e-16)/log(1.3) ~ 110 steps to leave, longer than converge_patience)
+    ds = sweep.run({**spec, "axes": {"w0": (w_land + np.linspace(-1e-3, 1e-3, 20)).tolist()}},
+                   dtype="float64", progress=False)
+    assert ds.min_loss.min() < 1e-6  # some runs did touch the tolerance ...
+    assert not np.any(ds.outcome.values == Outcome.CONVERGED)  # ... and left it again
+    # w > 0 maps through (1 - lr m+) ~ -1.3 around 1, w < 0 through (1 - lr m-) ~ -1.3: bounded, chaotic
+    assert set(np.unique(ds.outcome.values)) <= {Outcome.OSCILLATING, Outcome.UNFINISHED, Outcome.DIVERGED}
