@@ -64,9 +64,10 @@ def outcome_attrs() -> dict:
 class Thresholds(NamedTuple):
     """Classification thresholds (static floats, stored in the result file; see README).
 
-    ``converged``: the loss stayed <= target + loss_atol + loss_rtol*|target| for
-    ``converge_patience`` consecutive steps (or from some step to the end of the budget); a run that
-    touches the tolerance and leaves it again (an unstable fixed point) is not converged.
+    ``converged``: the loss stayed <= target + loss_atol + loss_rtol*|target| for at least
+    ``converge_patience`` consecutive steps and is no higher than at the start of that streak (or it
+    stayed from some step to the end of the budget); a run that touches the tolerance near an
+    unstable fixed point and grows away again is not converged. ``converge_step`` is the streak's start.
     ``diverged``: loss > max(diverge_loss, diverge_factor*|initial loss|) or any |parameter| >
     diverge_param. ``dead``: gradient exactly zero for ``dead_patience`` consecutive steps while
     above the target. Runs still alive at the end are judged on the last ``window`` fraction of

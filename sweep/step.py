@@ -40,6 +40,7 @@ class TrajState(NamedTuple):
     first: dict  # event name -> () int32, first step the problem's event held (-1: not yet)
     conv_count: jax.Array  # () int32, consecutive steps within the target tolerance
     conv_first: jax.Array  # () int32, first step of that streak (-1: none)
+    conv_loss: jax.Array  # () float, the loss at the first step of that streak
     tail_sum: jax.Array  # () float, sum of the losses of the last ``problem.tail`` steps seen
     tail_n: jax.Array  # () int32, how many of them were seen
 
@@ -93,7 +94,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         first = {n: jnp.int32(-1) for n in problem.events}
         return TrajState(params, opt(v).init(params), jnp.int8(ALIVE), jnp.int32(steps), z,
                          jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z,
-                         first, jnp.int32(0), jnp.int32(-1), z, jnp.int32(0))
+                         first, jnp.int32(0), jnp.int32(-1), z, z, jnp.int32(0))
 
     def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True, inactive=True, events=None,
                 direction=None) -> TrajState:
@@ -114,7 +115,10 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         conv_count = jnp.where(alive, jnp.where(conv_now, s.conv_count + 1, 0), s.conv_count).astype(jnp.int32)
         conv_first = jnp.where(alive, jnp.where(conv_now, jnp.where(s.conv_count == 0, t, s.conv_first), -1),
                                s.conv_first).astype(jnp.int32)
-        conv = conv_now & ((conv_count >= th.converge_patience) | (t == steps))
+        conv_loss = jnp.where(alive & conv_now & (s.conv_count == 0), loss, s.conv_loss)
+        # settle once the streak is long enough AND the loss has not grown over it (a run leaving an
+        # unstable fixed point grows geometrically); a streak that lasts to the end of the budget counts
+        conv = conv_now & (((conv_count >= th.converge_patience) & (loss <= conv_loss)) | (t == steps))
         dead_count = jnp.where(alive & (gnorm == 0) & ~conv_now, s.dead_count + 1,
                                jnp.where(alive, 0, s.dead_count))
         bound = jnp.maximum(th.diverge_loss, th.diverge_factor * jnp.abs(loss0))
@@ -153,7 +157,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(move, x, y), a, b)  # noqa: E731
         return TrajState(keep(new_params, s.params), keep(opt_state, s.opt_state), code, stop_step, loss0, s.target,
                          last_loss, last_gnorm, min_loss, dead_count, win_loss, path, win_last, step_norm,
-                         first, conv_count, conv_first, tail_sum, tail_n)
+                         first, conv_count, conv_first, conv_loss, tail_sum, tail_n)
 
     def finish(s: TrajState) -> dict:
         survivor = classify_survivor(th, loss_start=s.win_start, loss_end=s.win_last, path=s.path,
