@@ -148,6 +148,10 @@ RUN_OPTIONS: dict[str, Opt] = {
     "early_exit": Opt(True, "bool", "stop a chunk once every trajectory in it has settled"),
     "layout": Opt("auto", "choice", "how trajectories meet the data: points (loop over points, trajectories on the "
                   "vector axis), vmap (textbook), auto", choices=("auto", "points", "vmap")),
+    "compact": Opt(True, "bool", "pack live trajectories together between segments so settled ones stop costing "
+                   "compute (results are identical)"),
+    "segments": Opt(16, "int", "compaction segments per run (steps per segment = steps / segments)", lo=1),
+    "window": Opt(16, "int", "chunks compacted together (host memory: window x chunk trajectory states)", lo=1),
     "check_every": Opt(32, "int", "steps between 'all settled?' checks inside the compiled loop", lo=1),
 }
 

@@ -165,7 +165,16 @@ def _static_key(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0):
             record_every)
 
 
-def _build_chunk_fn(key) -> Callable:
+class ChunkFns(NamedTuple):
+    """The compiled functions of one static combination (all for chunks of T trajectories)."""
+
+    run: Callable  # (v, keys, data_key) -> results: the whole run of a chunk
+    start: Callable  # (v, keys, data_key) -> state
+    advance: Callable  # (state, v, data_key, t0, t1) -> state: steps t0 .. t1-1
+    finish: Callable  # (state, v, data_key) -> results
+
+
+def _build_chunk_fn(key) -> ChunkFns:
     """Compile the function that runs one chunk of one static combination."""
     problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every, layout, record_every = key
     static = dict(static_items)
@@ -191,18 +200,27 @@ def _build_chunk_fn(key) -> Callable:
     def batched_loss(params, batch, v):
         return jax.vmap(problem.loss, (0, None, 0))(params, batch, v)
 
-    def run_chunk(v, traj_keys, data_key):
-        TRACE_COUNT["n"] += 1
+    noisy = problem.sample is not None and (fresh or per_step < n_fixed)
+    n_rec = steps // max(record_every, 1) + 1
+
+    def data_of(data_key):
+        """(fixed dataset, reference sample) of a data key: recomputed in each compiled function."""
         if problem.sample is None:
-            fixed, ref = None, None
-        elif fresh:
-            fixed = None
-            ref = sample(jax.random.fold_in(data_key, REF_SALT), max(4 * per_step, 4096))
-        else:
-            fixed = sample(data_key, n_fixed)
-            ref = fixed
+            return None, None
+        if fresh:
+            return None, sample(jax.random.fold_in(data_key, REF_SALT), max(4 * per_step, 4096))
+        fixed = sample(data_key, n_fixed)
+        return fixed, fixed
+
+    def start(v, traj_keys, data_key):
+        """Initial states of a chunk: (T,)-batched TrajState."""
+        _, ref = data_of(data_key)
         target = jax.vmap(problem.target, (None, 0))(ref, v)
-        state = jax.vmap(traj.init)(traj_keys, v, target)
+        return jax.vmap(traj.init)(traj_keys, v, target)
+
+    def advance(state, rec, v, data_key, t0, t1):
+        """Steps t0 .. t1-1 (in blocks of check_every; stops early once every run has settled)."""
+        fixed, ref = data_of(data_key)
 
         def batch_at(t):
             if problem.sample is None or (not fresh and per_step == n_fixed):
@@ -212,10 +230,6 @@ def _build_chunk_fn(key) -> Callable:
                 return sample(k, per_step)
             idx = jax.random.choice(k, n_fixed, (per_step,), replace=False)
             return jax.tree_util.tree_map(lambda a: a[idx], fixed)
-
-        noisy = problem.sample is not None and (fresh or per_step < n_fixed)
-
-        n_rec = steps // max(record_every, 1) + 1
 
         def record(rec, t, s, loss):
             """Store loss and parameters at steps 0, k, 2k, ... of runs still alive (NaN after they settle)."""
@@ -257,25 +271,42 @@ def _build_chunk_fn(key) -> Callable:
 
         def more(carry):
             t, s, _ = carry
-            go = t <= steps
+            go = (t <= steps) & (t < t1)
             return (go & jnp.any(s.code == -1)) if early_exit else go
 
-        rec0 = {}
-        if record_every:
-            rec0 = {k: jnp.full((n_rec, T), jnp.nan, dtype) for k in ("loss",) + tuple(problem.params)}
-        _, state, rec = jax.lax.while_loop(more, block, (jnp.int32(0), state, rec0))
+        _, state, rec = jax.lax.while_loop(more, block, (jnp.asarray(t0, jnp.int32), state, rec))
+        return state, rec
+
+    def finish(state, rec, v, data_key):
+        """Per-trajectory results of a chunk: dict of (T,) arrays (and (T, n_rec) recordings)."""
+        _, ref = data_of(data_key)
         out = jax.vmap(traj.finish)(state)
         for k, x in rec.items():
             out["rec_" + k] = x.T  # (T, n_rec)
         if ref is not None:
-            metrics = jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v)
-            out.update(metrics)
+            out.update(jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v))
         return out
 
-    return jax.jit(run_chunk)
+    def run_chunk(v, traj_keys, data_key):
+        TRACE_COUNT["n"] += 1
+        rec0 = {}
+        if record_every:
+            rec0 = {k: jnp.full((n_rec, T), jnp.nan, dtype) for k in ("loss",) + tuple(problem.params)}
+        state, rec = advance(start(v, traj_keys, data_key), rec0, v, data_key, 0, steps + 1)
+        return finish(state, rec, v, data_key)
+
+    def counted(fn):
+        def wrapped(*args):
+            TRACE_COUNT["n"] += 1
+            return fn(*args)
+        return wrapped
+
+    return ChunkFns(jax.jit(run_chunk), jax.jit(counted(start)),
+                    jax.jit(counted(lambda state, v, data_key, t0, t1: advance(state, {}, v, data_key, t0, t1)[0])),
+                    jax.jit(counted(lambda state, v, data_key: finish(state, {}, v, data_key))))
 
 
-def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> Callable:
+def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> ChunkFns:
     key = _static_key(plan, g, chunk, record_every)
     fn = _COMPILED.get(key)
     if fn is None:
@@ -382,34 +413,107 @@ def run_chunk(plan: Plan, c: Chunk) -> dict[str, np.ndarray]:
     if sharding is not None:
         v = jax.device_put(v, sharding)
         keys = jax.device_put(keys, sharding)
-    out = chunk_fn(plan, c.group)(v, keys, data_key)
+    out = chunk_fn(plan, c.group).run(v, keys, data_key)
     out = jax.device_get(out)
     return {k: np.asarray(x)[: c.valid] for k, x in out.items()}
+
+
+def _segments(plan: Plan) -> int:
+    """Steps per compaction segment (0: no compaction) - a multiple of check_every."""
+    run = plan.spec.run
+    if not run["compact"] or not run["early_exit"]:
+        return 0
+    steps, k = plan.spec.train["steps"], run["check_every"]
+    seg = max(k, -(-(steps + 1) // run["segments"] // k) * k)
+    return seg if seg <= steps else 0
+
+
+def run_window(plan: Plan, window: list[Chunk]) -> list[dict[str, np.ndarray]]:
+    """Run several chunks of one group with compaction (continuous batching).
+
+    Every trajectory of the window advances in lockstep, ``segment`` steps at a time; before each
+    segment the live ones are packed into as few chunks as possible, so settled trajectories stop
+    costing compute. Each trajectory sees exactly the same operations as in ``run_chunk``: results
+    are identical, whatever the packing.
+    """
+    g = window[0].group
+    fns = chunk_fn(plan, g)
+    T, steps, seg = plan.chunk, plan.spec.train["steps"], _segments(plan)
+    sharding = _traj_sharding()
+    put = (lambda x: jax.device_put(x, sharding)) if sharding is not None else (lambda x: x)
+    inputs = [chunk_inputs(plan, c) for c in window]
+    data_key = inputs[0][2]
+    states = [jax.device_get(fns.start(put(v), put(k), data_key)) for v, k, _ in inputs]
+    cat = lambda trees: jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *trees)  # noqa: E731
+    state, v_all = cat(states), cat([jax.device_get(v) for v, _, _ in inputs])
+    take = lambda tree, idx: jax.tree_util.tree_map(lambda x: x[idx], tree)  # noqa: E731
+    for t0 in range(0, steps + 1, seg):
+        live = np.flatnonzero(state.code == -1)
+        if live.size == 0:
+            break
+        for start in range(0, live.size, T):
+            idx = live[start:start + T]
+            full = np.concatenate([idx, np.full(T - idx.size, idx[-1])])  # pad with a copy (discarded)
+            out = jax.device_get(fns.advance(put(take(state, full)), put(take(v_all, full)), data_key, t0, t0 + seg))
+
+            def put_back(dst, src, idx=idx):
+                dst[idx] = src[: idx.size]
+                return dst
+
+            state = jax.tree_util.tree_map(put_back, state, out)
+    results = []
+    for j, c in enumerate(window):
+        sl = np.arange(j * T, (j + 1) * T)
+        res = jax.device_get(fns.finish(put(take(state, sl)), put(take(v_all, sl)), data_key))
+        results.append({k: np.asarray(x)[: c.valid] for k, x in res.items()})
+    return results
 
 
 def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
             skip: Callable[[int], bool] | None = None, stop: Callable[[], bool] | None = None) -> dict:
     """Run every chunk (except ``skip(i)``), handing (chunk number, global indices, results) to ``sink``.
 
-    ``stop()`` is asked after each chunk; when it says True the loop ends there.
+    With compaction on (``[run] compact``), consecutive chunks of a group are run together in
+    windows of ``[run] window`` chunks. ``stop()`` is asked after each chunk or window; when it says
+    True the loop ends there.
     """
     t0 = time.perf_counter()
     compile_s = 0.0
     done = 0
+    width = plan.spec.run["window"] if _segments(plan) else 1
+    pending: list[tuple[int, Chunk]] = []
+
+    def flush():
+        nonlocal compile_s, done
+        if not pending:
+            return
+        first = _static_key(plan, pending[0][1].group) not in _COMPILED
+        t1 = time.perf_counter()
+        if width == 1:
+            results = [run_chunk(plan, pending[0][1])]
+        else:
+            results = run_window(plan, [c for _, c in pending])
+        if first:
+            compile_s += time.perf_counter() - t1
+        for (i, c), res in zip(pending, results):
+            sink(i, c.index[: c.valid], res)
+            done += c.valid
+            if progress is not None:
+                progress(c.valid)
+        pending.clear()
+
     for i, c in enumerate(chunks(plan)):
         if skip is not None and skip(i):
             continue
-        first = _static_key(plan, c.group) not in _COMPILED
-        t1 = time.perf_counter()
-        res = run_chunk(plan, c)
-        if first:
-            compile_s += time.perf_counter() - t1
-        sink(i, c.index[: c.valid], res)
-        done += c.valid
-        if progress is not None:
-            progress(c.valid)
-        if stop is not None and stop():
-            break
+        if pending and pending[0][1].group != c.group:
+            flush()
+        pending.append((i, c))
+        if len(pending) >= width:
+            flush()
+            if stop is not None and stop():
+                break
+    else:
+        flush()
     return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done}
 
 
@@ -477,7 +581,7 @@ def run_recorded(plan: Plan, index: np.ndarray) -> dict[str, np.ndarray]:
         c = Chunk(g, padded, n)
         sub_plan = plan._replace(chunk=T)
         v, keys, data_key = chunk_inputs(sub_plan, c)
-        out = jax.device_get(chunk_fn(plan, g, T, every)(v, keys, data_key))
+        out = jax.device_get(chunk_fn(plan, g, T, every).run(v, keys, data_key))
         parts.append((idx, {k: np.asarray(x)[:n] for k, x in out.items()}))
     order = np.argsort(np.concatenate([p[0] for p in parts]))
     res = {k: np.concatenate([p[1][k] for p in parts])[order] for k in parts[0][1]}
