@@ -117,6 +117,9 @@ def _alpha(v: dict, activation: str):
 
 
 # --------------------------------------------------------------------------- neuron
+FIT_ITERS = 30  # Levenberg-Marquardt iterations of the best-fit target of a non-realisable neuron
+
+
 def _build_neuron(o: dict) -> Problem:
     act_name = o["activation"]
     maxout, prelu = act_name == "maxout", act_name == "prelu"
@@ -174,11 +177,26 @@ def _build_neuron(o: dict) -> Problem:
     ref = {"w": 1.0, "b": 0.0, "a": 1.0, "c": 0.0}
 
     def target(batch, v):
-        # prelu / maxout: 0 (they realise any teacher piecewise linear with one kink at 0; otherwise
-        # no closed-form minimum is known and "converged" means an exact fit)
+        """0 when the student can realise the teacher (same activation; prelu / maxout, which realise any
+        teacher piecewise linear with one kink at 0); otherwise the best fit of the student family near
+        the teacher's parameters: ``FIT_ITERS`` Levenberg-Marquardt iterations on the reference data from
+        (w, b, a, c) = (1, 0, 1, 0), each accepted only if it lowers the loss."""
         if realisable or prelu or maxout:
             return jnp.zeros((), batch[0].dtype)
-        return loss({n: jnp.asarray(ref[n], batch[0].dtype) for n in names}, batch, v)
+        dt = batch[0].dtype
+        p0 = {n: jnp.asarray(ref[n], dt) for n in names}
+
+        def lm(_, p):
+            r = residuals(p, batch, v)
+            jac = jax.jacfwd(lambda q: residuals(q, batch, v))(p)
+            J = jnp.stack([jac[n] for n in names], axis=1)  # (points, P)
+            A = J.T @ J
+            step = jnp.linalg.solve(A + jnp.diag(1e-3 * jnp.diag(A) + 1e-12), J.T @ r)
+            new = {n: p[n] - step[i] for i, n in enumerate(names)}
+            better = loss(new, batch, v) < loss(p, batch, v)
+            return {n: jnp.where(better, new[n], p[n]) for n in names}
+
+        return loss(jax.lax.fori_loop(0, FIT_ITERS, lm, p0), batch, v)
 
     def active(p, x):
         if maxout:  # piece 0 is the strict maximum

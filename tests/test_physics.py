@@ -118,3 +118,18 @@ def test_touching_the_target_at_an_unstable_fixed_point_is_not_convergence():
     assert not np.any(ds.outcome.values == Outcome.CONVERGED)  # ... and left it again
     # w > 0 maps through (1 - lr m+) ~ -1.3 around 1, w < 0 through (1 - lr m-) ~ -1.3: bounded, chaotic
     assert set(np.unique(ds.outcome.values)) <= {Outcome.OSCILLATING, Outcome.UNFINISHED, Outcome.DIVERGED}
+
+
+def test_target_of_a_non_realisable_student_is_its_best_fit():
+    """leaky_relu(w x) learning relu(x): L(w) = (w-1)^2 S+ + alpha^2 w^2 S-, minimised at w* = S+/(S+ + alpha^2 S-)."""
+    spec = {"problem": {"name": "neuron", "bias": False, "activation": "leaky_relu", "alpha": 0.3,
+                        "data": {"dist": "normal", "n": 512}},
+            "train": {"steps": 3000, "lr": 0.1}, "axes": {"w0": [0.5, 2.0]}}
+    x = np.asarray(dataset(sweep.parse_spec(spec), dtype="float64")[0], np.float64)
+    sp, sm = np.mean(np.where(x > 0, x * x, 0)), np.mean(np.where(x < 0, x * x, 0))
+    w = sp / (sp + 0.09 * sm)
+    best = (w - 1) ** 2 * sp + 0.09 * w * w * sm
+    ds = sweep.run(spec, dtype="float64", progress=False)
+    np.testing.assert_allclose(ds.target_loss.values, best, rtol=1e-9)
+    assert np.all(ds.outcome.values == Outcome.CONVERGED)
+    np.testing.assert_allclose(ds.final_w.values, w, rtol=1e-3)
