@@ -245,6 +245,7 @@ def seed001_mlp():
 @entry("seed002", "Does Newton's method break on ReLU? (seed 002)")
 def seed002():
     ds, wall = run(EXP / "seed002_newton.toml", "seed002")
+    ds = ds.assign_coords(method=[str(o) for o in ds.optimizer.values])  # facet titles by method name
     figs = []
     for damp in ds.damping.values:
         art = plot.basin_map(ds.sel(damping=damp), "w0", "b0", facet="method")
@@ -331,10 +332,23 @@ def seed004():
 def trainability():
     from sweep.analysis import fractal_dimension
 
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
     ds, wall = run(EXP / "trainability_lr.toml", "trainability")
-    art = plot.basin_map(ds, "lr0", "lr1", var="trainable",
-                         title="two-layer tanh net, GD, 500 steps: trainable (1) iff mean last-20 loss < initial")
-    f = save(art, "trainability")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    colors = ["#e7298a", "#2c7fb8"]
+    axes[0].pcolormesh(ds.lr0, ds.lr1, ds.trainable.T, cmap=ListedColormap(colors), vmin=0, vmax=1, shading="nearest")
+    axes[0].set(xscale="log", yscale="log", xlabel="lr0 (first layer)", ylabel="lr1 (second layer)",
+                title="trainable: mean of the last 20 losses < initial loss")
+    axes[0].legend(handles=[Patch(color=colors[1], label="trainable"), Patch(color=colors[0], label="not trainable")],
+                   loc="lower left")
+    plot.basin_map(ds, "lr0", "lr1", ax=axes[1], title="outcome codes of the same runs")
+    fig.suptitle("two-layer tanh network (d = width = 16, 16 points, mean-field), full-batch GD 500 steps, "
+                 "one learning rate per layer")
+    fig.tight_layout()
+    f = save(fig, "trainability")
     fd = fractal_dimension(ds, "lr0", "lr1", var="trainable")
     return "\n".join([f"![trainability]({f})\n",
                       f"- 16,384 networks in {wall:.0f} s; trainable fraction {float(ds.trainable.mean()):.1%}.",
