@@ -140,6 +140,8 @@ OUTCOME_OPTIONS: dict[str, Opt] = {
               lo_open=name == "window")
     for name, default in Thresholds._field_defaults.items()
 }
+OUTCOME_OPTIONS["sharpness_iters"] = Opt(0, "int", "power iterations (Hessian-vector products) for the final "
+                                         "sharpness, stored with 2/lr; 0: off", lo=0, hi=10000)
 OUTCOME_OPTIONS["target_loss"] = Opt(None, "float", "override the problem's target loss")
 
 RUN_OPTIONS: dict[str, Opt] = {

@@ -285,7 +285,28 @@ def _build_chunk_fn(key) -> ChunkFns:
             out["rec_" + k] = x.T  # (T, n_rec)
         if ref is not None:
             out.update(jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v))
+        if th.sharpness_iters:
+            out["sharpness"] = jax.vmap(sharpness, (0, None, 0))(state.params, ref, v)
+            if "lr" in v:
+                out["two_over_lr"] = 2.0 / v["lr"]
         return out
+
+    def sharpness(params, batch, v):
+        """Top Hessian eigenvalue of the loss at ``params`` (power iteration on Hessian-vector products;
+        the Rayleigh quotient of the last iterate, so its sign is kept)."""
+        grad = lambda p: jax.grad(problem.loss)(p, batch, v)  # noqa: E731
+        hvp = lambda u: jax.jvp(grad, (params,), (u,))[1]  # noqa: E731
+        dot = lambda a, b: sum(jnp.sum(x * y) for x, y in zip(jax.tree_util.tree_leaves(a),  # noqa: E731
+                                                            jax.tree_util.tree_leaves(b)))
+
+        def unit(u):
+            n = jnp.sqrt(dot(u, u))
+            return jax.tree_util.tree_map(lambda x: x / jnp.where(n > 0, n, 1.0), u)
+
+        u = unit(jax.tree_util.tree_map(lambda x: jnp.ones_like(x) + 0.1 * jnp.arange(x.size, dtype=x.dtype)
+                                        .reshape(x.shape), params))
+        u = jax.lax.fori_loop(0, th.sharpness_iters, lambda i, u: unit(hvp(u)), u)
+        return dot(u, hvp(u))
 
     def run_chunk(v, traj_keys, data_key):
         TRACE_COUNT["n"] += 1

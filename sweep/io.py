@@ -21,6 +21,9 @@ VAR_ATTRS: dict[str, dict] = {
     "stop_step": {"long_name": "step at which the run settled (the budget if it never did)", "units": "steps"},
     "final_grad_norm": {"long_name": "gradient norm at the last evaluated step", "units": "1"},
     "target_loss": {"long_name": "the problem's target loss for this run", "units": "1"},
+    "sharpness": {"long_name": "top eigenvalue of the loss Hessian at the final parameters (power iteration)",
+                  "units": "1"},
+    "two_over_lr": {"long_name": "2 / lr: GD on a quadratic is stable iff sharpness < 2/lr", "units": "1"},
 }
 
 

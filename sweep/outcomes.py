@@ -89,6 +89,7 @@ class Thresholds(NamedTuple):
     osc_factor: float = 2.0
     osc_rtol: float = 1e-4
     move_rtol: float = 1e-3
+    sharpness_iters: int = 0  # > 0: power iterations for the final top Hessian eigenvalue (``sharpness``)
 
 
 def classify_survivor(th: Thresholds, *, loss_start, loss_end, path, step_norm, param_norm, target):

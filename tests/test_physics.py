@@ -135,3 +135,17 @@ def test_target_of_a_non_realisable_student_is_its_best_fit():
     # converged = loss within 1e-6 + 1e-4*best of the minimum, i.e. |w - w*| <= sqrt(that / L''(w*)/2)
     tol = np.sqrt((1e-6 + 1e-4 * best) / (sp + 0.09 * sm))
     assert np.all(np.abs(ds.final_w.values - w) <= tol * 1.01)
+
+
+def test_final_sharpness_is_the_top_hessian_eigenvalue():
+    """Linear regression: the Hessian is 2 [[E x^2, E x], [E x, 1]] everywhere; power iteration must find its top
+    eigenvalue, stored beside 2/lr (edge-of-stability analysis)."""
+    spec = {"problem": {"name": "neuron", "activation": "linear", "teacher": "linear",
+                        "data": {"dist": "normal", "mean": 1.0, "std": 1.5, "n": 128}},
+            "train": {"steps": 100}, "outcome": {"sharpness_iters": 100}, "axes": {"lr": [0.01, 0.1]}}
+    x = np.asarray(dataset(sweep.parse_spec(spec), dtype="float64")[0], np.float64)
+    top = np.linalg.eigvalsh(2 * np.array([[np.mean(x * x), np.mean(x)], [np.mean(x), 1.0]])).max()
+    ds = sweep.run(spec, dtype="float64", progress=False)
+    np.testing.assert_allclose(ds.sharpness.values, top, rtol=1e-6)
+    np.testing.assert_allclose(ds.two_over_lr.values, [200.0, 20.0])
+    assert ds.sharpness.attrs["long_name"].startswith("top eigenvalue")
