@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import time
 from typing import Callable
 
 import jax
@@ -147,7 +148,7 @@ def fresh_stream(wl: Workload, steps: int) -> np.ndarray:
     made once in the factory, outside the timed call, as a user comparing with JAX would)."""
     key = jax.random.PRNGKey(wl.seed)
     make = jax.jit(jax.vmap(lambda t: fresh_batch(key, t, wl.n_points)))
-    return np.asarray(make(jnp.arange(steps)))
+    return np.array(make(jnp.arange(steps)))  # a writable copy (torch.from_numpy wants one)
 
 
 def two_layer_flops(n: int, d: int, h: int) -> int:
@@ -391,8 +392,9 @@ def make_numpy(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
     def run(axes: Axes) -> Finals:
         hp = expand(axes)
         n = len(next(iter(hp.values())))
-        parts = [run_chunk({k: v[s:s + chunk] for k, v in hp.items()})
-                 for s in range(0, n, chunk)]
+        with np.errstate(all="ignore"):  # diverging trajectories overflow, as expected
+            parts = [run_chunk({k: v[s:s + chunk] for k, v in hp.items()})
+                     for s in range(0, n, chunk)]
         return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(wl.params)}
 
     return run
@@ -504,7 +506,9 @@ def _train_one_numpy(wl: Workload, hp: dict[str, float], data, stream, n_steps):
 def make_optuna(wl: Workload, *, steps: int | None = None):
     """Baseline 5: an in-memory Optuna study with ``GridSampler`` over the axes, one trial
     per trajectory, each trial training one trajectory in plain NumPy and returning its
-    final loss. Requires optuna."""
+    final loss. ``run.train_s`` records the time spent training in each call (the rest is
+    Optuna's own bookkeeping, which grows faster than linearly with the number of trials:
+    GridSampler compares every past trial's search space after each trial). Requires optuna."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # diverged trials return NaN
@@ -515,21 +519,28 @@ def make_optuna(wl: Workload, *, steps: int | None = None):
 
     def run(axes: Axes) -> Finals:
         finals = {}
+        train_s = 0.0
 
         def objective(trial):
+            nonlocal train_s
             hp = {k: trial.suggest_float(k, *bounds[k]) for k in axes}
+            t0 = time.perf_counter()
             params, loss = _train_one_numpy(wl, hp, data, stream, n_steps)
+            train_s += time.perf_counter() - t0
             finals[tuple(np.float32(hp[k]) for k in axes)] = params
             return loss
 
         space = {k: [float(x) for x in v] for k, v in axes.items()}
         study = optuna.create_study(sampler=optuna.samplers.GridSampler(space, seed=0))
-        study.optimize(objective, n_trials=math.prod(len(v) for v in axes.values()))
+        with np.errstate(all="ignore"):  # diverging trajectories overflow, as expected
+            study.optimize(objective, n_trials=math.prod(len(v) for v in axes.values()))
         hp = expand(axes)
         keys = zip(*(hp[k] for k in axes))
         rows = [finals[tuple(np.float32(x) for x in key)] for key in keys]
+        run.train_s.append(train_s)
         return {k: np.stack([np.asarray(r[k], np.float32) for r in rows]) for k in wl.params}
 
+    run.train_s = []  # seconds spent inside the training, one entry per call (the rest is Optuna)
     return run
 
 
