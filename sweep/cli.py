@@ -339,11 +339,14 @@ def cmd_plot(args) -> int:
         raise SpecError(f"-o {str(out)!r}: the image must end in .png, .svg or .pdf")
     if out.exists() and not args.overwrite:
         raise SpecError(f"{str(out)!r} already exists: pass --overwrite or choose another -o")
-    extra = [d for d in ds.dims if d not in (args.x, args.y, args.facet) and ds.sizes[d] > 1]
+    drawn = "converge_step" if args.kind == "convergence" else args.var
+    extra = [d for d in ds[drawn].dims if d not in (args.x, args.y, args.facet) and ds.sizes[d] > 1]
     if args.kind in ("basin", "convergence", "boundary") and extra:
         raise SpecError(f"dimensions {', '.join(extra)} are not drawn: pick one value each with --sel DIM=VALUE "
                         "or draw one with --facet")
-    ds = ds.squeeze(drop=False) if args.kind in ("basin", "convergence", "boundary") else ds
+    if args.kind in ("basin", "convergence", "boundary"):  # the grid only (recorded trajectories aside)
+        grid_vars = [k for k in ds.data_vars if "traj" not in ds[k].dims and "step" not in ds[k].dims]
+        ds = ds[grid_vars].squeeze(drop=False)
     if args.kind == "basin":
         art = plot.basin_map(ds, args.x, args.y, facet=args.facet, var=args.var)
     elif args.kind == "convergence":

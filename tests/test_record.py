@@ -32,3 +32,17 @@ def test_recorded_runs_survive_files_and_shards(tmp_path):
         sweep.run(spec, out=p, chunk_size=8, shard=f"{i}/2", progress=False)
     merged = merge(parts, tmp_path / "m.nc")
     xr.testing.assert_identical(mem.drop_attrs(), merged.load().drop_attrs())
+
+
+def test_cli_plots_every_kind_of_a_result_with_recorded_runs(tmp_path):
+    from sweep.cli import main
+
+    path = tmp_path / "r.nc"
+    sweep.run(SPEC, out=path, progress=False)
+    for kind, extra in (("basin", ["--y", "b0"]), ("convergence", ["--y", "b0"]), ("boundary", ["--y", "b0"]),
+                        ("fractions", []), ("loss", []), ("trajectories", [])):
+        x = "w" if kind == "trajectories" else "w0"
+        args = ["plot", str(path), "--x", x, *(["--y", "b"] if kind == "trajectories" else extra), "--kind", kind,
+                "-o", str(tmp_path / f"{kind}.png")]
+        assert main(args) == 0, kind
+        assert (tmp_path / f"{kind}.png").stat().st_size > 1000
