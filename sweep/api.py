@@ -178,12 +178,11 @@ def _check_same_spec(spec: Spec, stored_hash: str | None, where: str) -> None:
 
 
 def _attrs(spec, plan, dtype, stats) -> dict:
-    n, steps = spec.n_trajectories, spec.train["steps"]
+    steps = spec.train["steps"]
     stats = dict(stats)
     stats["trajectory_steps_per_s"] = stats["trajectories_run"] * steps / max(stats["wall_time_s"], 1e-9)
     stats["chunk_size"] = plan.chunk
     stats["compile_groups"] = plan.n_compiles
-    del n
     return provenance(spec, dtype, stats)
 
 

@@ -465,9 +465,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
 
 
 def _check_conflicts(train, popts, swept, axes):
-    data = popts.get("data")
-    if data and data["fresh"] and data["batch"] == 0 and "data.batch" not in swept:
-        pass  # fresh batches of n points: allowed (batch 0 means n)
+    data = popts.get("data")  # (fresh with batch 0 means batches of n points: allowed)
     if data and not data["fresh"] and data["batch"] > data["n"]:
         raise _fail("problem.data.batch", data["batch"], f"must be <= data.n = {data['n']} for a fixed dataset "
                     "(or set fresh = true)")
