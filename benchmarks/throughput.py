@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import baselines as bl  # noqa: E402
 
 REPEATS = 3
+COMPILED = ("engine", "engine-reported", "jax-scan", "jax-naive", "jax-steploop")
 QUICK = False  # set by --quick: always REPEATS warm calls
 
 
@@ -390,8 +391,10 @@ def table(rows: list[dict], engine_rate: dict) -> str:
         e = engine_rate.get(r["workload"])
         ratio = f"{r['traj_steps_per_s'] / e:.3g}" if e else "n/a"
         frac = f"{r['flops_fraction']:.3f}" if "flops_fraction" in r else ""
+        # NumPy, torch (eager) and Optuna compile nothing: first - best is only noise there
+        comp = f"{r['compile_s']:.2f}" if r["impl"] in COMPILED else "-"
         lines.append(f"{r['workload']:<8} {r['label']:<40} {r['traj_steps_per_s']:>12.4g} "
-                     f"{ratio:>8} {r['compile_s']:>9.2f} {frac:>11}  {r['note']}")
+                     f"{ratio:>8} {comp:>9} {frac:>11}  {r['note']}")
     return "\n".join(lines)
 
 
