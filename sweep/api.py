@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .config import Spec, SpecError, parse_spec
-from .engine import execute, make_plan, problem_for, recorded_indices, run_recorded
+from .engine import execute, make_plan, metric_attrs, recorded_indices, run_recorded
 from .io import (check_writable, load, order_vars, provenance, recorded_dataset, save, skeleton, to_dataset,
                  var_attrs)
 from .store import PartStore, assemble
@@ -156,10 +156,8 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
         store.remove()
         return xr.open_dataset(out)
     dtypes = store.variables()
-    metric_attrs = {}
-    for g in plan.groups:  # metric attributes of every compile group
-        metric_attrs.update(problem_for(plan, g).metric_attrs)
-    var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, metric_attrs)} for n in order_vars(dtypes)}
+    attrs_of = metric_attrs(plan)
+    var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, attrs_of)} for n in order_vars(dtypes)}
     assemble(out, with_recorded(skeleton(spec, attrs), plan), spec.dims, store.parts(), var_specs, overwrite=True)
     store.remove()
     return load(out)
@@ -198,10 +196,7 @@ def _run_in_memory(spec: Spec, plan, progress) -> xr.Dataset:
             flat[k][index] = x
 
     stats = _execute(plan, sink, progress)
-    metric_attrs = {}
-    for g in plan.groups:
-        metric_attrs.update(problem_for(plan, g).metric_attrs)
-    return with_recorded(to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats), metric_attrs), plan)
+    return with_recorded(to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats), metric_attrs(plan)), plan)
 
 
 def with_recorded(ds: xr.Dataset, plan) -> xr.Dataset:

@@ -335,6 +335,14 @@ def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> Chu
     return fn
 
 
+def metric_attrs(plan: Plan) -> dict:
+    """netCDF attributes of every problem metric of the run (union over compile groups)."""
+    out: dict = {}
+    for key in {_static_key(plan, g): g for g in plan.groups}.values():
+        out.update(problem_for(plan, key).metric_attrs)
+    return out
+
+
 def problem_for(plan: Plan, g: Group):
     """The built Problem of a group (for names of params and metrics)."""
     key = _static_key(plan, g)
@@ -352,24 +360,34 @@ class Chunk(NamedTuple):
     valid: int  # number of real trajectories at the front
 
 
-def chunks(plan: Plan) -> Iterator[Chunk]:
-    """Every chunk of every group, in order: fixed size, last one padded."""
-    spec = plan.spec
-    shape = spec.shape
-    tshape = tuple(shape[i] for i in plan.traced_axes)
+def chunk_starts(plan: Plan) -> Iterator[tuple[Group, int]]:
+    """(group, first local index) of every chunk, in order - cheap: no indices are computed."""
     for g in plan.groups:
         for start in range(0, g.size, plan.chunk):
-            local = np.arange(start, min(start + plan.chunk, g.size), dtype=np.int64)
-            valid = len(local)
-            local = np.concatenate([local, np.full(plan.chunk - valid, local[-1], np.int64)])
-            multi = [None] * len(shape)
-            if tshape:
-                for pos, idx in zip(plan.traced_axes, np.unravel_index(local, tshape)):
-                    multi[pos] = idx
-            for pos, k in g.fixed.items():
-                multi[pos] = np.full(plan.chunk, k, np.int64)
-            index = np.ravel_multi_index(multi, shape) if shape else np.zeros(plan.chunk, np.int64)
-            yield Chunk(g, index.astype(np.int64), valid)
+            yield g, start
+
+
+def make_chunk(plan: Plan, g: Group, start: int) -> Chunk:
+    """The chunk of group ``g`` starting at local index ``start``: fixed size, padded at the end."""
+    shape = plan.spec.shape
+    tshape = tuple(shape[i] for i in plan.traced_axes)
+    local = np.arange(start, min(start + plan.chunk, g.size), dtype=np.int64)
+    valid = len(local)
+    local = np.concatenate([local, np.full(plan.chunk - valid, local[-1], np.int64)])
+    multi = [None] * len(shape)
+    if tshape:
+        for pos, idx in zip(plan.traced_axes, np.unravel_index(local, tshape)):
+            multi[pos] = idx
+    for pos, k in g.fixed.items():
+        multi[pos] = np.full(plan.chunk, k, np.int64)
+    index = np.ravel_multi_index(multi, shape) if shape else np.zeros(plan.chunk, np.int64)
+    return Chunk(g, index.astype(np.int64), valid)
+
+
+def chunks(plan: Plan) -> Iterator[Chunk]:
+    """Every chunk of every group, in order: fixed size, last one padded."""
+    for g, start in chunk_starts(plan):
+        yield make_chunk(plan, g, start)
 
 
 def chunk_inputs(plan: Plan, c: Chunk) -> tuple[dict, jax.Array, jax.Array]:
@@ -523,9 +541,10 @@ def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
                 progress(c.valid)
         pending.clear()
 
-    for i, c in enumerate(chunks(plan)):
-        if skip is not None and skip(i):
+    for i, (g, start) in enumerate(chunk_starts(plan)):
+        if skip is not None and skip(i):  # resumed or another shard's: no indices computed
             continue
+        c = make_chunk(plan, g, start)
         if pending and pending[0][1].group != c.group:
             flush()
         pending.append((i, c))
