@@ -456,6 +456,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
         raw["refine"] = {k: refine.get(k, o.default) for k, o in REFINE_OPTIONS.items()
                          if refine.get(k, o.default) is not None}
     _check_conflicts(train, popts, swept, axes)
+    _check_problem_values(pdef, popts, init, axes)
     _check_least_squares(name, pdef, train, popts, axes)
     _check_size(popts, axes)
     return Spec(seed, desc, name, types.MappingProxyType(popts), types.MappingProxyType(train),
@@ -469,6 +470,26 @@ def _check_conflicts(train, popts, swept, axes):
     if data and not data["fresh"] and data["batch"] > data["n"]:
         raise _fail("problem.data.batch", data["batch"], f"must be <= data.n = {data['n']} for a fixed dataset "
                     "(or set fresh = true)")
+
+
+def _check_problem_values(pdef, popts, init, axes) -> None:
+    """Every value an ``[init]`` option takes (its own, or each value of its axis) must be usable by the
+    problem's resolved options (``ProblemDef.check_values``, e.g. a file row that exists)."""
+    if pdef.check_values is None:
+        return
+    given = {name: (f"init.{name}", [value]) for name, value in init.items()}
+    for a in axes:
+        for m, vals in zip(a.members, a.values):
+            if m in given:
+                key = f"axes.{a.name}" if a.members == (a.name,) else (
+                    f"axes.{m}" if a.spacing == "random" else f"axes.{a.name}.zip.{m}")
+                given[m] = (key, list(vals))
+    for name, (key, values) in given.items():
+        try:
+            pdef.check_values(popts, name, values)
+        except ValueError as e:
+            bad, msg = e.args if len(e.args) == 2 else (values, str(e))
+            raise _fail(key, bad, msg) from None
 
 
 def _check_size(popts: Mapping[str, Any], axes: list[Axis]) -> None:

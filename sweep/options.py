@@ -12,7 +12,8 @@ class Opt:
 
     kind: "float" | "int" | "bool" | "choice" | "str" | "floats" (a number or a list of numbers) |
       "ints" (an integer or a non-empty list of integers, e.g. layer widths; lo applies to each).
-    traced: a float whose swept values are per-trajectory arrays (never recompiles).
+    traced: a number whose swept values are per-trajectory arrays (never recompiles); a traced "int"
+      reaches the problem as a float array holding the integer (exact below 2**24; e.g. ``init_row``).
     Other options, swept as axes, are static: one compilation per value.
     """
 

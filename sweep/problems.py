@@ -48,6 +48,9 @@ class Problem(NamedTuple):
       whether it ever held as ``<event>`` (int8). ``events`` lists the names.
     tail: k > 0 adds ``trainable`` (int8: mean of the last k losses / initial loss < 1, non-finite
       losses counting as infinite) and ``tail_loss_ratio`` to the results.
+    constants: names of entries of the parameter dict that are per-trajectory constants drawn by
+      ``init`` (e.g. data weights drawn from the trajectory's key): the loss reads them through
+      ``stop_gradient``, optimizers never move them and second-order systems leave them out.
     """
 
     params: tuple[str, ...]
@@ -64,6 +67,7 @@ class Problem(NamedTuple):
     track: Callable | None = None
     events: tuple[str, ...] = ()
     tail: int = 0
+    constants: tuple[str, ...] = ()
 
 
 class ProblemDef(NamedTuple):
@@ -74,6 +78,10 @@ class ProblemDef(NamedTuple):
     validate(options) -> None: raises ValueError with a one-line message naming the key when the
       problem's resolved options (``data`` included) cannot be built; run at spec time.
     least_squares(options) -> bool: the built problem has ``residuals`` (Gauss-Newton, LM).
+    check_values(options, name, values) -> None: raises ``ValueError(bad_value, message)`` (a one-line
+      message saying what is allowed) when a traced ``[init]`` option takes a value the resolved options
+      cannot use (e.g. ``init_row`` past the rows of a file); called at spec time with every value the
+      option takes.
     """
 
     build: Callable[[dict], Problem]
@@ -84,6 +92,7 @@ class ProblemDef(NamedTuple):
     data_options: dict[str, Opt] | None = None
     validate: Callable[[dict], None] | None = None
     least_squares: Callable[[dict], bool] | None = None
+    check_values: Callable[[dict, str, list], None] | None = None
 
 
 ACT_NAMES = tuple(ACTIVATIONS)

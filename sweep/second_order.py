@@ -17,6 +17,8 @@ inf/nan; the caller (``step.advance``) records that trajectory as ``nan`` at tha
 freezes it. Nothing is raised and no other trajectory is touched. A nearly singular system
 gives a huge but finite step, which the usual rules classify (typically ``diverged``).
 The cost is O(P^3) per step per trajectory: meant for the small problems of the seeds.
+The problem's ``constants`` (per-trajectory constants carried in the parameters, e.g. drawn data
+weights) are not part of the system: their gradient and step are zero.
 """
 from __future__ import annotations
 
@@ -50,7 +52,9 @@ def make_direction(problem: Problem, method: str) -> Callable:
                          "this problem has none: use 'newton'")
 
     def direction(params, batch, v):
-        flat, unravel = ravel_pytree(params)
+        const = {k: x for k, x in params.items() if k in problem.constants}  # never trained: left out
+        flat, unravel_trained = ravel_pytree({k: x for k, x in params.items() if k not in const})
+        unravel = lambda q: {**unravel_trained(q), **const}  # noqa: E731
         lr = jnp.asarray(v.get("lr", HYPER_DEFAULTS["lr"]), flat.dtype)
         damping = jnp.asarray(v.get("damping", HYPER_DEFAULTS["damping"]), flat.dtype)
 
@@ -66,6 +70,7 @@ def make_direction(problem: Problem, method: str) -> Callable:
             a = jac.T @ jac
             a = a + damping * (eye if method == "gauss_newton" else jnp.diag(jnp.diag(a)))
         step = -lr * jnp.linalg.solve(a, g)
-        return loss, unravel(g), unravel(step)
+        zeros = {k: jnp.zeros_like(x) for k, x in const.items()}
+        return loss, {**unravel_trained(g), **zeros}, {**unravel_trained(step), **zeros}
 
     return direction

@@ -152,6 +152,8 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         if problem.update_scale is not None:
             scale = problem.update_scale(v)
             updates = {k: u * scale[k] if k in scale else u for k, u in updates.items()}
+        if problem.constants:  # per-trajectory constants carried in params (e.g. drawn data weights): never move
+            updates = {k: jnp.zeros_like(u) if k in problem.constants else u for k, u in updates.items()}
         new_params = optax.apply_updates(s.params, updates)
         step_norm = jnp.where(move, tree_norm(updates), s.step_norm)
         keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(move, x, y), a, b)  # noqa: E731
