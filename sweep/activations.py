@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 GRAD_AT_ZERO_CHOICES = (0.0, 0.5, 1.0)
 
@@ -27,27 +28,54 @@ class Activation(NamedTuple):
 
 
 def _piecewise_linear(grad_at_zero: float):
-    """f(z, slope_left) = z for z > 0, slope_left*z for z < 0; f'(0) interpolates the one-sided slopes."""
+    """f(z, slope_left) = z for z > 0, slope_left*z for z < 0; f'(0) interpolates the one-sided slopes.
+
+    ``slope_left`` gets a tangent only when it is trained (prelu): a constant slope costs nothing in the
+    gradient (symbolic zeros are skipped)."""
 
     @jax.custom_jvp
     def f(z, left):
         return jnp.where(z > 0, z, left * z)
 
-    @f.defjvp
     def f_jvp(primals, tangents):
         z, left = primals
         dz, dleft = tangents
+        out = f(z, left)
+        if type(dz) is SymbolicZero:
+            dz = jnp.zeros_like(z)
         slope_at_zero = (1.0 - grad_at_zero) * left + grad_at_zero
-        slope = jnp.where(z > 0, 1.0, jnp.where(z < 0, left, slope_at_zero))
-        d_left = jnp.where(z > 0, 0.0, z)
-        return f(z, left), (slope * dz + d_left * dleft).astype(z.dtype)
+        t = jnp.where(z > 0, dz, jnp.where(z < 0, left, slope_at_zero) * dz)
+        if type(dleft) is not SymbolicZero:
+            t = t + jnp.where(z > 0, 0.0, z) * dleft
+        return out, t.astype(z.dtype)
+
+    f.defjvp(f_jvp, symbolic_zeros=True)
+    return f
+
+
+def _relu_only(grad_at_zero: float):
+    """max(z, 0) with derivative ``grad_at_zero`` at 0: one select in the gradient (two when it is not 0)."""
+
+    @jax.custom_jvp
+    def f(z):
+        return jnp.where(z > 0, z, 0.0).astype(z.dtype)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        (z,), (dz,) = primals, tangents
+        zero = jnp.zeros_like(dz)
+        if grad_at_zero == 0.0:
+            t = jnp.where(z > 0, dz, zero)
+        else:
+            t = jnp.where(z > 0, dz, jnp.where(z == 0, grad_at_zero * dz, zero))
+        return f(z), t
 
     return f
 
 
 def _relu(g0):
-    pl = _piecewise_linear(g0)
-    return lambda z, alpha: pl(z, jnp.zeros_like(z))
+    r = _relu_only(g0)
+    return lambda z, alpha: r(jnp.asarray(z))
 
 
 def _leaky(g0):
@@ -56,8 +84,8 @@ def _leaky(g0):
 
 
 def _relu6(g0):
-    pl = _piecewise_linear(g0)
-    return lambda z, alpha: jnp.minimum(pl(z, jnp.zeros_like(z)), 6.0)
+    r = _relu_only(g0)
+    return lambda z, alpha: jnp.minimum(r(jnp.asarray(z)), 6.0)
 
 
 def _maxout(g0):

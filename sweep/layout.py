@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from .problems import Problem
 
 LAYOUTS = ("auto", "points", "vmap")
-POINT_UNROLL = 1  # data points per iteration of the point loop (unrolling measured slower on CPU)
+POINT_UNROLL = 8  # data points per iteration of the point loop (measured: A 1.7x, B 2.5x faster than 1 on CPU)
 
 
 def make_value_and_grad(problem: Problem, n_traj: int, dtype, layout: str = "auto") -> Callable:
