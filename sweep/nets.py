@@ -3,8 +3,9 @@
 - ``mlp`` (seed 001): an MLP classifier (softmax + MSE or cross-entropy) on synthetic data drawn
   from the data key, or on a user's ``.npz`` / ``.csv`` file.
 - ``two_layer_1d`` (seed 003, Holzmueller & Steinwart): f(x) = c + s * sum_i w_i act(a_i x + b_i)
-  on a fixed weighted set of 1-D points; compares the result with the best fit that is linear on
-  each side of 0 (the bad local minimum of the paper) and tracks whether a kink ever reached the data.
+  on a weighted set of 1-D points; compares the result with the best fit that is linear on each
+  side of 0 (the bad local minimum of the paper) and tracks whether a kink ever reached the data.
+  The data weights can be drawn per trajectory (multinomial counts, the paper's Monte Carlo).
 - ``two_layer_lr`` (the trainability-boundary experiment): f(x) = W1 act(W0 x) without biases on
   fixed random data, one learning rate per layer (``lr0``, ``lr1``) and the classic criterion
   "trainable iff mean of the last k losses / initial loss < 1".
@@ -13,32 +14,65 @@ Written for ONE trajectory like every problem: parameters are a dict of arrays (
 bias vectors); only scalar parameters are listed in ``Problem.params`` (stored as ``final_<name>``),
 arrays are summarised by metrics. Random initial weights come from the trajectory key given to
 ``init``, so results do not depend on chunking. Files are read at build time on the host.
+
+Hidden layers may be elementwise activations, ``prelu`` (one learnable slope per hidden unit,
+parameter ``alpha<l>`` / ``alpha``) or ``maxout`` (each hidden unit the max of ``pieces`` linear
+pieces: its weights gain a pieces axis before the input axis, its biases a last pieces axis).
+
+Files (``init_file``, and the data files) may give arrays with one extra leading dimension K: one
+row per trajectory, chosen by the traced ``[init] init_row`` (sweep it to start from K given weight
+sets); arrays of the plain shape are shared by every trajectory.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .activations import ELEMENTWISE, GRAD_AT_ZERO_CHOICES, get_activation
+from .activations import ACTIVATIONS, GRAD_AT_ZERO_CHOICES, get_activation
 from .options import Opt
 from .problems import PROBLEMS, Problem, ProblemDef, _alpha
 
 INIT_DISTS = ("uniform", "normal", "he", "glorot")
 FLAT_LEFT = ("relu", "relu6")  # activations with an exactly zero derivative for z < 0: units can die
+DATA_NAMES = ("x", "y", "p")  # data arrays: ignored in an init file, so one .npz may hold data and weights
 
 
 def _activation_options(default: str) -> dict[str, Opt]:
     return {
-        "activation": Opt(default, "choice", "hidden activation (elementwise)", choices=ELEMENTWISE),
-        "alpha": Opt(None, "float", "activation parameter (leaky_relu slope, elu scale); default: the activation's "
-                     "own", traced=True),
+        "activation": Opt(default, "choice", "hidden activation: elementwise, or prelu (a learnable slope per hidden "
+                          "unit, starting at alpha) or maxout (each hidden unit the max of `pieces` linear pieces)",
+                          choices=tuple(ACTIVATIONS)),
+        "alpha": Opt(None, "float", "activation parameter (leaky_relu slope, elu scale; prelu: the initial slope of "
+                     "every hidden unit, default 0.25); default: the activation's own", traced=True),
         "relu_grad_at_zero": Opt(0.0, "choice", "derivative of the ReLU family at the kink",
                                  choices=GRAD_AT_ZERO_CHOICES),
+        "pieces": Opt(2, "int", "maxout: linear pieces per hidden unit, each with its own weights and bias (static); "
+                      "ties go to the first piece", lo=2),
     }
+
+
+def _layer_init_options() -> dict[str, Opt]:
+    return {
+        "piece_scale": Opt(1.0, "float", "maxout: piece 0 of every hidden unit starts like any hidden unit, pieces "
+                           "1..k-1 as piece_scale times an independent draw of the same (weights and biases; 1: every "
+                           "piece a standard draw; 0: they start at 0, so maxout with 2 pieces starts as relu of "
+                           "piece 0)", lo=0.0, traced=True),
+        "init_row": Opt(0, "int", "the row used by this trajectory of every file array with a leading K dimension "
+                        "(problem.init_file, and data given that way): sweep it, e.g. axes.init_row = { range = K }, "
+                        "to start from K given weight sets", lo=0, traced=True),
+    }
+
+
+def _init_file_option(params: str) -> dict[str, Opt]:
+    return {"init_file": Opt("", "str", f"a .npz of initial parameters by name ({params}): each array of the "
+                             "parameter's shape (shared by every trajectory) or with a leading K dimension (row "
+                             "init_row of each trajectory); weights are multiplied by init_scale, other arrays used as "
+                             "given, parameters not in the file drawn as usual; arrays x, y, p are ignored")}
 
 
 def _layer_lr_options(first: str, rest: str) -> dict[str, Opt]:
@@ -47,6 +81,158 @@ def _layer_lr_options(first: str, rest: str) -> dict[str, Opt]:
                    "step is train.lr * lr0 for a first-order optimizer)", lo=0.0, traced=True),
         "lr1": Opt(1.0, "float", f"multiplier of the learning rate of {rest}", lo=0.0, traced=True),
     }
+
+
+# --------------------------------------------------------------------------- hidden layers
+class Hidden(NamedTuple):
+    """A hidden layer's activation, resolved from the static options.
+
+    apply(z, alpha) -> h: z (units,) pre-activations, or (units, k) pieces for maxout -> h (units,);
+      alpha is the units' slopes (prelu: a (units,) parameter) or the traced activation parameter.
+    """
+
+    name: str
+    pieces: int  # k for maxout, else 1
+    prelu: bool  # one learnable slope per unit
+    flat_left: bool  # zero derivative for z < 0: units can die (relu, relu6)
+    apply: Callable
+
+
+def hidden(o: dict) -> Hidden:
+    """The hidden activation of a network problem's options (``activation``, ``pieces``, ``relu_grad_at_zero``)."""
+    name = o["activation"]
+    k = o["pieces"] if name == "maxout" else 1
+    return Hidden(name, k, name == "prelu", name in FLAT_LEFT, get_activation(name, o["relu_grad_at_zero"]))
+
+
+def unit_shapes(act: Hidden, units: int, fan_in: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(weight shape, bias shape) of a hidden layer: (units, fan_in) and (units,); maxout (units, k, fan_in)
+    and (units, k)."""
+    if act.pieces > 1:
+        return (units, act.pieces, fan_in), (units, act.pieces)
+    return (units, fan_in), (units,)
+
+
+def with_pieces(first: jax.Array, extra: jax.Array, piece_scale) -> jax.Array:
+    """Maxout pieces (units, k, ...): piece 0 is ``first`` (units, ...), pieces 1..k-1 are
+    ``piece_scale * extra`` (units, k-1, ...)."""
+    return jnp.concatenate([first[:, None], piece_scale * extra], axis=1)
+
+
+# --------------------------------------------------------------------------- rows (per-trajectory file arrays)
+def row_of(v: dict) -> jax.Array:
+    """() int32: the trajectory's file row (the traced ``init_row``, a float holding an integer)."""
+    return jnp.asarray(v.get("init_row", 0)).astype(jnp.int32)
+
+
+def pick(a, row, axis: int) -> jax.Array:
+    """Row ``row`` of ``a`` along ``axis`` (the K axis), that axis removed."""
+    return jax.lax.dynamic_index_in_dim(jnp.asarray(a), row, axis, keepdims=False)
+
+
+class Rows(NamedTuple):
+    """Rows of a problem's files: K (0: no array has rows) and a phrase naming where they come from."""
+
+    k: int
+    where: str
+
+
+def merge_rows(a: Rows, b: Rows) -> Rows:
+    """The rows of two sources; every array with rows must have the same K."""
+    if a.k and b.k and a.k != b.k:
+        raise ValueError(f"{a.where} but {b.where}: every array with rows (a leading K dimension) needs the same K, "
+                         "one row per init_row value")
+    return a if a.k else b
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, s)) + ("," if len(s) == 1 else "") + ")"
+
+
+def _rows_shape(s: tuple[int, ...]) -> str:
+    return "(K" + "".join(f", {n}" for n in s) + ")"
+
+
+def init_arrays(path: str, table: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], fix: str,
+                strict: bool = True) -> tuple[dict[str, tuple[np.ndarray, bool]], Rows]:
+    """Initial parameters of a file, by parameter name.
+
+    Args:
+      table: the file's arrays (``load_table``); shapes: parameter name -> its shape (one trajectory's).
+      fix: what to change when a shape is wrong (e.g. which options set it).
+      strict: an array that is neither a parameter nor data (x, y, p) is an error (else ignored).
+    Returns:
+      ({name: (float32 array of the parameter's shape or (K, *shape), has rows)}, Rows).
+    Raises:
+      ValueError naming the file, the array, the expected shapes and the fix.
+    """
+    if strict:
+        for k in table:
+            if k not in shapes and k not in DATA_NAMES:
+                have = ", ".join(f"{n} {_shape(s)}" for n, s in shapes.items())
+                raise ValueError(f"file {path!r}: array {k!r} is not a parameter of this network; its parameters are "
+                                 f"{have} (rename or remove the array)")
+    out, rows = {}, Rows(0, "")
+    for name, s in shapes.items():
+        if name not in table:
+            continue
+        a = np.asarray(table[name])
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"file {path!r}: array {name!r} must be numeric, got dtype {a.dtype}")
+        if a.shape == tuple(s):
+            has = False
+        elif a.ndim == len(s) + 1 and a.shape[1:] == tuple(s) and a.shape[0] >= 1:
+            has = True
+            rows = merge_rows(rows, Rows(a.shape[0], f"array {name!r} of {path!r} has shape {_shape(a.shape)} "
+                                                      f"(K = {a.shape[0]} rows)"))
+        else:
+            raise ValueError(f"file {path!r}: array {name!r} has shape {_shape(a.shape)}; expected {_shape(s)} (shared "
+                             f"by every trajectory) or {_rows_shape(s)} (one row per trajectory, chosen by init_row); "
+                             f"{fix}: change those options or the array")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"file {path!r}: array {name!r} must be finite")
+        out[name] = (a.astype(np.float32), has)
+    return out, rows
+
+
+def _init_file(o: dict, shapes: dict[str, tuple[int, ...]], fix: str) -> tuple[dict, Rows]:
+    """The arrays of ``problem.init_file`` (none when it is not given)."""
+    if not o.get("init_file"):
+        return {}, Rows(0, "")
+    path = o["init_file"]
+    if Path(path).suffix != ".npz":
+        raise ValueError(f"file {path!r}: initial parameters need a .npz file (arrays named as the parameters)")
+    return init_arrays(path, load_table(path), shapes, fix)
+
+
+def put_file(p: dict, arrays: dict, v: dict, weights: tuple[str, ...]) -> dict:
+    """``p`` with the file's arrays put in: row ``init_row`` of arrays with rows; ``weights`` times init_scale."""
+    row = row_of(v)
+    for name, (a, has_rows) in arrays.items():
+        x = pick(a, row, 0) if has_rows else jnp.asarray(a)
+        p[name] = v["init_scale"] * x if name in weights else x
+    return p
+
+
+def _row_checker(rows_of_options: Callable[[dict], Rows]) -> Callable[[dict, str, list], None]:
+    """``ProblemDef.check_values`` for ``init_row``: every value must be a row of the files."""
+
+    def check(o: dict, name: str, values: list) -> None:
+        if name != "init_row":
+            return
+        rows = rows_of_options(o)
+        bad = [r for r in values if (r >= rows.k if rows.k else r != 0)]
+        if not bad:
+            return
+        if not rows.k:
+            raise ValueError(bad[0], "no file array of this problem has rows (a leading K dimension): init_row picks "
+                                     "row i of arrays shaped (K, ...) in problem.init_file (or the data file); give "
+                                     "such arrays, or leave init_row at 0")
+        raise ValueError(bad[0], f"{rows.where}, numbered 0 to {rows.k - 1}; use init_row values in [0, {rows.k - 1}], "
+                                 f"e.g. axes.init_row = {{ range = {rows.k} }}")
+
+    return check
+
 
 
 def unit_draws(key, dist: str, n: int) -> jax.Array:
@@ -96,7 +282,8 @@ def load_table(path: str) -> dict[str, np.ndarray]:
 
 
 def _labelled(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x (n, d) float32, labels (n,) int64) of a classification file."""
+    """(x, labels) of a classification file: x (n, d) float32 and labels (n,) int64, or (.npz only) one dataset per
+    trajectory row, x (K, n, d) and labels (K, n) (an array without the K dimension is shared by the rows)."""
     t = load_table(path)
     if "columns" in t:
         c = t["columns"]
@@ -105,12 +292,21 @@ def _labelled(path: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = c[:, :-1], c[:, -1]
     else:
         if "x" not in t or "y" not in t:
-            raise ValueError(f"file {path!r}: the .npz needs arrays 'x' (n, d) and 'y' (n,) of integer labels; "
-                             f"it has {', '.join(t) or 'none'}")
+            raise ValueError(f"file {path!r}: the .npz needs arrays 'x' (n, d) and 'y' (n,) of integer labels "
+                             f"(or (K, n, d) and (K, n): one dataset per init_row); it has {', '.join(t) or 'none'}")
         x, y = np.asarray(t["x"], np.float64), np.asarray(t["y"])
         x = x[:, None] if x.ndim == 1 else x
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"file {path!r}: x must be (n, d) and y (n,), got {x.shape} and {y.shape}")
+        if x.ndim == 3 or y.ndim == 2:  # rows: broadcast a shared array to the others' K
+            k = x.shape[0] if x.ndim == 3 else y.shape[0]
+            if x.ndim == 3 and y.ndim == 2 and x.shape[0] != y.shape[0]:
+                raise ValueError(f"file {path!r}: x has {x.shape[0]} rows and y {y.shape[0]}; give both the same K")
+            if x.ndim == 2:
+                x = np.broadcast_to(x, (k,) + x.shape)
+            if y.ndim == 1:
+                y = np.broadcast_to(y, (k,) + y.shape)
+    if x.ndim not in (2, 3) or y.shape != x.shape[:-1]:
+        raise ValueError(f"file {path!r}: x must be (n, d) and y (n,) (or (K, n, d) and (K, n)), got {x.shape} and "
+                         f"{y.shape}")
     if not np.all(np.isfinite(x)) or np.any(y < 0) or np.any(y != np.round(y)):
         raise ValueError(f"file {path!r}: x must be finite and y integer labels 0, 1, ...")
     return x.astype(np.float32), y.astype(np.int64)
@@ -123,7 +319,8 @@ MLP_DATA: dict[str, Opt] = {
     "source": Opt("spirals", "choice", "synthetic data drawn from the data key (spirals, blobs, moons, xor, circles; "
                   "classes are balanced: point i has class i mod classes) or 'file'", choices=SOURCES),
     "file": Opt("", "str", "source = 'file': a .npz with x (n, d) and y (n,) integer labels, or a .csv with the "
-                "features then the label on each row (path relative to the working directory)"),
+                "features then the label on each row (path relative to the working directory); in a .npz, x (K, n, "
+                "d) and/or y (K, n) give one dataset per init_row"),
     "n": Opt(256, "int", "points in the fixed dataset (source = 'file': the first n rows; 0: all)", lo=0),
     "batch": Opt(0, "int", "points per step: a fresh batch size, or a minibatch of the fixed dataset (0: all n)",
                  lo=0),
@@ -173,14 +370,68 @@ def synthetic(source: str, key, n: int, classes: int = 3, dim: int = 2, noise: f
     return x.astype(jnp.float32), c.astype(jnp.int32)
 
 
+
+
+def _mlp_data(d: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """The file data of an mlp (x (n, d) or (K, n, d), labels (n,) or (K, n); the first data.n points), or None."""
+    if d["source"] != "file":
+        return None
+    x, y = _labelled(d["file"])
+    if d["n"]:
+        x, y = x[..., : d["n"], :], y[..., : d["n"]]
+    return x, y
+
+
 def _mlp_data_shape(d: dict) -> tuple[int, int]:
     """(input dim, classes) of the mlp's data (reads the file for source = 'file')."""
     if d["source"] == "file":
         x, y = _labelled(d["file"])
-        return x.shape[1], int(y.max()) + 1
+        return x.shape[-1], int(y.max()) + 1
     if d["source"] in ("moons", "xor", "circles"):
         return 2, 2
     return (d["dim"] if d["source"] == "blobs" else 2), d["classes"]
+
+
+def mlp_shapes(o: dict, n_in: int, n_cls: int) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of one mlp: W<l>, b<l> (hidden layers per ``unit_shapes``), alpha<l> (prelu), and
+    the output layer W<L> (classes, width), b<L> (with out_bias)."""
+    act = hidden(o)
+    sizes = (n_in,) + tuple(int(w) for w in o["widths"]) + (n_cls,)
+    L = len(sizes) - 2
+    shapes = {}
+    for l in range(L + 1):
+        fan_in, fan_out = sizes[l], sizes[l + 1]
+        if l < L:
+            shapes[f"W{l}"], shapes[f"b{l}"] = unit_shapes(act, fan_out, fan_in)
+            if act.prelu:
+                shapes[f"alpha{l}"] = (fan_out,)
+        else:
+            shapes[f"W{l}"] = (fan_out, fan_in)
+            if o["out_bias"]:
+                shapes[f"b{l}"] = (fan_out,)
+    return shapes
+
+
+def _mlp_files(o: dict) -> tuple[dict, Rows]:
+    """(init file arrays, rows of the data and init files) of an mlp; ValueError prefixed with the key."""
+    d = o["data"]
+    rows = Rows(0, "")
+    if d["source"] == "file":
+        try:
+            x, y = _mlp_data(d)
+        except ValueError as e:
+            raise ValueError(f"problem.data.file = {d['file']!r}: {e}") from None
+        if x.ndim == 3:
+            rows = Rows(x.shape[0], f"the data of {d['file']!r} have K = {x.shape[0]} rows (x {_shape(x.shape)})")
+    n_in, n_cls = _mlp_data_shape(d)
+    fix = (f"the shapes follow widths = {list(o['widths'])}, the data's {n_in} inputs and {n_cls} classes"
+           + (f" and pieces = {o['pieces']}" if o["activation"] == "maxout" else ""))
+    try:
+        arrays, init_rows = _init_file(o, mlp_shapes(o, n_in, n_cls), fix)
+        rows = merge_rows(rows, init_rows)
+    except ValueError as e:
+        raise ValueError(f"problem.init_file: {e}") from None
+    return arrays, rows
 
 
 def _validate_mlp(o: dict) -> None:
@@ -192,39 +443,46 @@ def _validate_mlp(o: dict) -> None:
             x, y = _labelled(d["file"])
         except ValueError as e:
             raise ValueError(f"problem.data.file = {d['file']!r}: {e}") from None
-        if d["n"] > x.shape[0]:
-            raise ValueError(f"problem.data.n = {d['n']}: the file has only {x.shape[0]} rows")
+        if d["n"] > x.shape[-2]:
+            raise ValueError(f"problem.data.n = {d['n']}: the file has only {x.shape[-2]} rows")
         if d["fresh"]:
             raise ValueError("problem.data.fresh = true: a file has no fresh batches; use batch = k for minibatches")
         if d["batch"] and not d["n"]:
             raise ValueError(f"problem.data.batch = {d['batch']}: minibatches of a file need data.n (rows used)")
     elif d["n"] < 1:
         raise ValueError(f"problem.data.n = {d['n']}: synthetic data need n >= 1")
+    _mlp_files(o)
 
 
 def _build_mlp(o: dict) -> Problem:
     d = o["data"]
-    act_name = o["activation"]
-    act = get_activation(act_name, o["relu_grad_at_zero"])
+    act = hidden(o)
+    k = act.pieces
     widths = tuple(int(w) for w in o["widths"])
     n_in, n_cls = _mlp_data_shape(d)
     sizes = (n_in,) + widths + (n_cls,)
     L = len(widths)  # hidden layers; layer L is the output layer
     out_bias = o["out_bias"]
     xent = o["objective"] == "xent"
-    file_data = None
+    arrays, _ = _mlp_files(o)
+    file_data, rowed = None, False
     if d["source"] == "file":
-        x, y = _labelled(d["file"])
-        if d["n"]:
-            x, y = x[: d["n"]], y[: d["n"]]
-        file_data = (jnp.asarray(x), jax.nn.one_hot(jnp.asarray(y), n_cls, dtype=jnp.float32))
+        x, y = _mlp_data(d)
+        rowed = x.ndim == 3
+        hot = jax.nn.one_hot(jnp.asarray(y), n_cls, dtype=jnp.float32)
+        if rowed:  # points first, then the K rows: the engine slices and minibatches axis 0
+            file_data = (jnp.moveaxis(jnp.asarray(x), 0, 1), jnp.moveaxis(hot, 0, 1))
+        else:
+            file_data = (jnp.asarray(x), hot)
 
     has_b = [l < L or out_bias for l in range(L + 1)]
     like = o["bias_dist"] == "like_weights"
     n_draws = sum(sizes[l] * sizes[l + 1] + (sizes[l + 1] if like and has_b[l] else 0) for l in range(L + 1))
+    n_extra = sum((k - 1) * sizes[l + 1] * (sizes[l] + (1 if like else 0)) for l in range(L))
 
     def init(key, v):
         u, at, p = unit_draws(key, o["init_dist"], n_draws), 0, {}
+        e, et = (unit_draws(jax.random.fold_in(key, 1), o["init_dist"], n_extra) if k > 1 else None), 0
         s = v["init_scale"]
         for l in range(L + 1):
             fan_in, fan_out = sizes[l], sizes[l + 1]
@@ -236,21 +494,39 @@ def _build_mlp(o: dict) -> Problem:
                 if like:
                     b, at = b + s * f * u[at: at + fan_out], at + fan_out
                 p[f"b{l}"] = b
-        return p
+            if l < L and k > 1:  # maxout: pieces 1..k-1 are piece_scale times another draw of the same
+                n = (k - 1) * fan_out * fan_in
+                ew = s * f * e[et: et + n].reshape(fan_out, k - 1, fan_in)
+                et += n
+                eb = jnp.full((fan_out, k - 1), v["bias_init"], jnp.float32)
+                if like:
+                    eb, et = eb + s * f * e[et: et + (k - 1) * fan_out].reshape(fan_out, k - 1), et + (k - 1) * fan_out
+                p[f"W{l}"] = with_pieces(p[f"W{l}"], ew, v["piece_scale"])
+                p[f"b{l}"] = with_pieces(p[f"b{l}"], eb, v["piece_scale"])
+            if l < L and act.prelu:
+                p[f"alpha{l}"] = jnp.full((fan_out,), _alpha(v, "prelu"), jnp.float32)
+        return put_file(p, arrays, v, tuple(f"W{l}" for l in range(L + 1)))
 
     def forward(p, x, v):
-        """One point x (d,) -> (hidden pre-activations [(width,)], logits (classes,))."""
-        alpha = _alpha(v, act_name)
+        """One point x (d,) -> (hidden pre-activations [(width,) or (width, k)], logits (classes,))."""
+        alpha = _alpha(v, act.name)
         zs, h = [], x
         for l in range(L):
             z = p[f"W{l}"] @ h + p[f"b{l}"]
             zs.append(z)
-            h = act(z, alpha)
+            h = act.apply(z, p[f"alpha{l}"] if act.prelu else alpha)
         logits = p[f"W{L}"] @ h
         return zs, (logits + p[f"b{L}"] if out_bias else logits)
 
+    def own(batch, v, axis=1):
+        """This trajectory's data: row init_row of data with rows (axis 1 of a batch, axis 0 of a point)."""
+        if not rowed:
+            return batch
+        row = row_of(v)
+        return tuple(pick(a, row, axis) for a in batch)
+
     def point_loss(p, point, v):
-        x, y = point
+        x, y = own(point, v, 0)
         logits = forward(p, x, v)[1]
         if xent:
             return -jnp.sum(y * jax.nn.log_softmax(logits))
@@ -260,7 +536,7 @@ def _build_mlp(o: dict) -> Problem:
         return jnp.mean(jax.vmap(point_loss, (None, 0, None))(p, batch, v))
 
     def residuals(p, batch, v):
-        x, y = batch
+        x, y = own(batch, v)
         probs = jax.nn.softmax(jax.vmap(lambda xi: forward(p, xi, v)[1])(x))
         return (jnp.sqrt(jnp.asarray(2.0 / y.size, x.dtype)) * (probs - y)).reshape(-1)
 
@@ -273,7 +549,7 @@ def _build_mlp(o: dict) -> Problem:
     def target(batch, v):
         return jnp.asarray(v["target"], batch[0].dtype)
 
-    flat_left = act_name in FLAT_LEFT
+    flat_left = act.flat_left
 
     def dead_units(p, x, v):
         """(units,) bool over every hidden layer: never active (z <= 0) on any point of x."""
@@ -281,7 +557,7 @@ def _build_mlp(o: dict) -> Problem:
         return jnp.concatenate([jnp.all(z <= 0, axis=0) for z in zs])
 
     def metrics(p, batch, v):
-        x, y = batch
+        x, y = own(batch, v)
         logits = jax.vmap(lambda xi: forward(p, xi, v)[1])(x)
         acc = jnp.mean((jnp.argmax(logits, axis=1) == jnp.argmax(y, axis=1)).astype(x.dtype))
         dead = jnp.mean(dead_units(p, x, v).astype(x.dtype)) if flat_left and L else jnp.zeros((), x.dtype)
@@ -290,12 +566,13 @@ def _build_mlp(o: dict) -> Problem:
     def inactive(p, batch, v):
         if not flat_left or not L:
             return jnp.asarray(False)
-        zs = jax.vmap(lambda xi: forward(p, xi, v)[0])(batch[0])
+        zs = jax.vmap(lambda xi: forward(p, xi, v)[0])(own(batch, v)[0])
         return jnp.any(jnp.stack([jnp.all(z <= 0) for z in zs]))
 
     def update_scale(v):
-        return {k: v["lr0"] if k in ("W0", "b0") else v["lr1"] for k in
-                [f"W{l}" for l in range(L + 1)] + [f"b{l}" for l in range(L + int(out_bias))]}
+        names = ([f"W{l}" for l in range(L + 1)] + [f"b{l}" for l in range(L + int(out_bias))]
+                 + ([f"alpha{l}" for l in range(L)] if act.prelu else []))
+        return {n: v["lr0"] if n in ("W0", "b0", "alpha0") else v["lr1"] for n in names}
 
     attrs = {
         "accuracy": {"long_name": "training accuracy at the end (argmax of the output)", "units": "1"},
@@ -321,20 +598,25 @@ MLP = ProblemDef(
                          "(drawn like the weights, plus bias_init)", choices=("constant", "like_weights")),
         "target": Opt(0.01, "float", "converged = training loss <= target (+ tolerance); e.g. xent 0.01: on average "
                       "99% probability on the right class", lo=0.0, traced=True),
-        **_layer_lr_options("the first layer (W0, b0)", "every later layer"),
+        **_init_file_option("W0 (width, d) [maxout (width, pieces, d)], b0 (width,) [(width, pieces)], alpha0 (width,) "
+                            "for prelu, W1, b1, ..., the output layer W<L> (classes, width), b<L>"),
+        **_layer_lr_options("the first layer (W0, b0, alpha0)", "every later layer"),
     },
     {
         "init_scale": Opt(1.0, "float", "scale s of the initial weight distribution (init_dist)", lo=0.0, traced=True),
         "bias_init": Opt(0.0, "float", "initial bias constant (0.1 is the seed-004 advice)", traced=True),
+        **_layer_init_options(),
     },
     "MLP classifier (seed 001): softmax output, MSE or cross-entropy, on synthetic or file data; metrics accuracy "
     "and dead_fraction. converged: loss <= target; dead: exactly zero gradient with a whole hidden layer inactive on "
     "every point (with an output bias and unbalanced classes the bias still learns the class frequencies, so such runs "
-    "end stuck with dead_fraction = 1)",
+    "end stuck with dead_fraction = 1). prelu hidden layers train one slope per unit (alpha<l>), maxout units take "
+    "the max of `pieces` pieces",
     has_data=True,
     data_options=MLP_DATA,
     validate=_validate_mlp,
     least_squares=lambda o: o["objective"] == "mse",
+    check_values=_row_checker(lambda o: _mlp_files(o)[1]),
 )
 
 
@@ -344,7 +626,11 @@ DEFAULT_1D_Y = tuple(x * x for x in DEFAULT_1D_X)
 
 
 def points_1d(o: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The weighted 1-D data (x, y, p) as float32, p normalised to sum 1 (reads the file if given)."""
+    """The weighted 1-D data (x, y, p) as float32, p normalised to sum 1 (reads the file if given).
+
+    Each is (n,), or (K, n) when a .npz array is 2-D: one dataset per trajectory row (init_row); a 1-D
+    array is then shared by the K rows, and each row's p is normalised on its own.
+    """
     if o["file"]:
         t = load_table(o["file"])
         if "columns" in t:
@@ -355,20 +641,32 @@ def points_1d(o: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             p = c[:, 2] if c.shape[1] == 3 else np.ones_like(x)
         else:
             if "x" not in t or "y" not in t:
-                raise ValueError(f"file {o['file']!r}: the .npz needs arrays 'x' and 'y' (and optionally 'p')")
-            x, y = np.ravel(t["x"]), np.ravel(t["y"])
-            p = np.ravel(t["p"]) if "p" in t else np.ones_like(x, dtype=np.float64)
+                raise ValueError(f"file {o['file']!r}: the .npz needs arrays 'x' and 'y' (and optionally 'p'), each "
+                                 "(n,) or (K, n)")
+            x, y = np.asarray(t["x"], np.float64), np.asarray(t["y"], np.float64)
+            p = np.asarray(t["p"], np.float64) if "p" in t else np.ones(x.shape[-1:], np.float64)
+            if any(a.ndim not in (1, 2) for a in (x, y, p)):
+                raise ValueError(f"file {o['file']!r}: x, y and p must each be (n,) or (K, n) (one row per init_row), "
+                                 f"got {x.shape}, {y.shape} and {p.shape}")
+            ks = {a.shape[0] for a in (x, y, p) if a.ndim == 2}
+            if len(ks) > 1:
+                raise ValueError(f"file {o['file']!r}: the 2-D arrays among x {x.shape}, y {y.shape}, p {p.shape} "
+                                 "have different numbers of rows K; give them the same K")
+            if ks and len({a.shape[-1] for a in (x, y, p)}) == 1:
+                k = ks.pop()
+                x, y, p = (np.broadcast_to(a, (k, a.shape[-1])) for a in (x, y, p))
     else:
         x = np.asarray(o["x"] if o["x"] is not None else DEFAULT_1D_X, np.float64).ravel()
         y = np.asarray(o["y"] if o["y"] is not None else (DEFAULT_1D_Y if o["x"] is None else ()), np.float64).ravel()
         p = np.asarray(o["p"] if o["p"] is not None else np.ones_like(x), np.float64).ravel()
     if x.size == 0 or y.shape != x.shape or p.shape != x.shape:
-        raise ValueError(f"x, y and p must have the same number of points (got {x.size}, {y.size}, {p.size})")
+        raise ValueError(f"x, y and p must have the same number of points (got {x.shape[-1]}, {y.shape[-1]}, "
+                         f"{p.shape[-1]})")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.all(np.isfinite(p))):
         raise ValueError("x, y and p must be finite")
-    if np.any(p < 0) or p.sum() <= 0:
-        raise ValueError("the weights p must be >= 0 and not all 0")
-    return x.astype(np.float32), y.astype(np.float32), (p / p.sum()).astype(np.float32)
+    if np.any(p < 0) or np.any(p.sum(axis=-1) <= 0):
+        raise ValueError("the weights p must be >= 0 and not all 0" + (" in any row" if p.ndim == 2 else ""))
+    return x.astype(np.float32), y.astype(np.float32), (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def linear_fit_loss(x, y, p) -> float:
@@ -385,46 +683,126 @@ def linear_fit_loss(x, y, p) -> float:
     return float(0.5 * np.sum(p * r * r))
 
 
-def _validate_1d(o: dict) -> None:
+def linear_fit_loss_jax(x: jax.Array, y: jax.Array, p: jax.Array) -> jax.Array:
+    """``linear_fit_loss`` of ONE trajectory's data in JAX (its own weights p).
+
+    Args:
+      x, y, p: (n,) float, p >= 0.
+    Returns:
+      () float in x's dtype. The sqrt(p)-weighted 3-column least-squares problem is solved by SVD
+      (``jnp.linalg.lstsq``, minimum norm), so a rank-deficient fit - no weight on one side of 0, one
+      point on a side - still gives the exact minimum loss.
+    """
+    feats = jnp.stack([jnp.ones_like(x), jnp.maximum(x, 0.0), jnp.minimum(x, 0.0)], axis=1)
+    sw = jnp.sqrt(p)
+    coef = jnp.linalg.lstsq(feats * sw[:, None], y * sw)[0]
+    r = feats @ coef - y
+    return 0.5 * jnp.sum(p * r * r)
+
+
+def one_d_shapes(o: dict) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of a two_layer_1d net: a, b (width,) [maxout (width, pieces)], w (width,), c (),
+    alpha (width,) for prelu."""
+    h = o["width"]
+    act = hidden(o)
+    ab = unit_shapes(act, h, 1)[1]
+    return {"a": ab, "b": ab, "w": (h,), "c": (), **({"alpha": (h,)} if act.prelu else {})}
+
+
+def _one_d_files(o: dict) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict, Rows]:
+    """(data (x, y, p), init file arrays, rows) of a two_layer_1d; ValueError prefixed with the key."""
     try:
-        points_1d(o)
+        x, y, p = points_1d(o)
     except ValueError as e:
-        key = "problem.file" if o["file"] else "problem.x / y / p"
-        raise ValueError(f"{key}: {e}") from None
+        raise ValueError(f"{'problem.file' if o['file'] else 'problem.x / y / p'}: {e}") from None
+    rows = Rows(x.shape[0], f"the data of {o['file']!r} have K = {x.shape[0]} rows (x, y, p "
+                            f"{_shape(x.shape)})") if x.ndim == 2 else Rows(0, "")
+    fix = f"the shapes follow width = {o['width']}" + (f" and pieces = {o['pieces']}"
+                                                        if o["activation"] == "maxout" else "")
+    try:
+        arrays, init_rows = _init_file(o, one_d_shapes(o), fix)
+        rows = merge_rows(rows, init_rows)
+    except ValueError as e:
+        raise ValueError(f"problem.init_file: {e}") from None
+    return (x, y, p), arrays, rows
+
+
+def _validate_1d(o: dict) -> None:
+    _one_d_files(o)
 
 
 def _build_two_layer_1d(o: dict) -> Problem:
-    x_np, y_np, p_np = points_1d(o)
-    n_pts = x_np.size
+    (x_np, y_np, p_np), arrays, _ = _one_d_files(o)
+    rowed = x_np.ndim == 2  # one dataset per init_row
+    n_pts = x_np.shape[-1]
     h = o["width"]
-    act_name = o["activation"]
-    act = get_activation(act_name, o["relu_grad_at_zero"])
+    act = hidden(o)
+    k = act.pieces
     ntk = o["param"] == "ntk"
     out_s = math.sqrt(2.0 / h) if ntk else 1.0
-    lin_loss = linear_fit_loss(x_np, y_np, p_np)
-    support = p_np > 0
-    margin = float(np.min(np.abs(x_np[support])))  # nearest data point to 0
-    data = (jnp.asarray(x_np), jnp.asarray(y_np), jnp.asarray(p_np))
+    draw = o["p_draw"] == "multinomial"
+    m = o["p_samples"] or n_pts
+    own_weights = draw or rowed  # every weight-dependent metric is the trajectory's own
+    # known data: the exact fit (float64) and the nearest weighted point to 0, per row when the data have rows
+    rows_np = list(zip(x_np, y_np, p_np)) if rowed else [(x_np, y_np, p_np)]
+    lin_loss = np.array([linear_fit_loss(*r) for r in rows_np])
+    margins = np.array([np.min(np.abs(xr[pr > 0])) for xr, _, pr in rows_np])
+    data = tuple(jnp.asarray(a.T if rowed else a) for a in (x_np, y_np, p_np))  # points first: (n,) or (n, K)
+    if draw:
+        data = data + (jnp.arange(n_pts, dtype=jnp.float32),)  # point indices: a point's own drawn weight
+    pairs = np.triu_indices(k, 1)
 
     fa, fw = (1.0, 1.0) if ntk else (math.sqrt(2.0), math.sqrt(2.0 / h))  # He: N(0, 2/fan_in) for both layers
 
     def init(key, v):
         g = jax.random.normal(key, (3 * h,), jnp.float32)
         s = v["init_scale"]
-        return {"a": s * fa * g[:h], "b": v["bias_init"] + v["bias_std"] * g[h: 2 * h], "w": s * fw * g[2 * h:],
-                "c": jnp.zeros((), jnp.float32)}
+        a, b = s * fa * g[:h], v["bias_init"] + v["bias_std"] * g[h: 2 * h]
+        if k > 1:  # maxout: pieces 1..k-1 are piece_scale times another draw of the same
+            e = jax.random.normal(jax.random.fold_in(key, 1), (2, h, k - 1), jnp.float32)
+            a = with_pieces(a, s * fa * e[0], v["piece_scale"])
+            b = with_pieces(b, v["bias_init"] + v["bias_std"] * e[1], v["piece_scale"])
+        p = {"a": a, "b": b, "w": s * fw * g[2 * h:], "c": jnp.zeros((), jnp.float32)}
+        if act.prelu:
+            p["alpha"] = jnp.full((h,), _alpha(v, "prelu"), jnp.float32)
+        p = put_file(p, arrays, v, ("a", "w"))
+        if draw:  # counts of m draws with the data's probabilities, from the trajectory's own key
+            probs = pick(data[2], row_of(v), 1) if rowed else data[2]
+            idx = jax.random.choice(jax.random.fold_in(key, 2), n_pts, (m,), p=probs)
+            p["data_weights"] = jnp.zeros((n_pts,), jnp.int32).at[idx].add(1).astype(jnp.float32) / m
+        return p
+
+    def own(p, batch, v):
+        """This trajectory's data (x, y, weights), each (n,): its row of data with rows; its drawn weights."""
+        x, y, w = batch[:3]
+        if rowed:
+            row = row_of(v)
+            x, y, w = (pick(a, row, 1) for a in (x, y, w))
+        if draw:
+            w = jax.lax.stop_gradient(p["data_weights"])
+        return x, y, w
+
+    def own_point(p, point, v):
+        x, y, w = point[:3]
+        if rowed:
+            row = row_of(v)
+            x, y, w = (pick(a, row, 0) for a in (x, y, w))
+        if draw:
+            w = jax.lax.stop_gradient(p["data_weights"])[point[3].astype(jnp.int32)]
+        return x, y, w
 
     def f(p, x, v):
         """Network output at one point x ()."""
-        return p["c"] + out_s * jnp.sum(p["w"] * act(p["a"] * x + p["b"], _alpha(v, act_name)))
+        z = p["a"] * x + p["b"]  # (width,) or (width, k)
+        return p["c"] + out_s * jnp.sum(p["w"] * act.apply(z, p["alpha"] if act.prelu else _alpha(v, act.name)))
 
     def point_loss(p, point, v):  # the engine averages over the n points: n * 1/2 p_j r_j^2
-        x, y, pj = point
-        return 0.5 * n_pts * pj * (f(p, x, v) - y) ** 2
+        x, y, w = own_point(p, point, v)
+        return 0.5 * n_pts * w * (f(p, x, v) - y) ** 2
 
     def residuals(p, batch, v):
-        x, y, pj = batch
-        return jnp.sqrt(pj) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
+        x, y, w = own(p, batch, v)
+        return jnp.sqrt(w) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
 
     def loss(p, batch, v):
         return 0.5 * jnp.sum(residuals(p, batch, v) ** 2)
@@ -435,54 +813,93 @@ def _build_two_layer_1d(o: dict) -> Problem:
     def target(batch, v):
         return jnp.asarray(v["target"], batch[0].dtype)
 
+    def known(values, v, dt):
+        """A float64 host value of the data (one per row when the data have rows) as the trajectory's own."""
+        return pick(jnp.asarray(values, dt), row_of(v), 0) if rowed else jnp.asarray(values[0], dt)
+
+    def margin(x, w, v):
+        """() min |x_j| over the trajectory's points with weight > 0."""
+        if draw:
+            return jnp.min(jnp.where(w > 0, jnp.abs(x), jnp.inf))
+        return known(margins, v, x.dtype)
+
+    def kinks(p):
+        """(num, den, real), each (width, q): kink positions |num| / |den| of every unit (q = 1: -b/a; maxout: the
+        k(k-1)/2 crossings of two pieces) and whether each is a kink of the network (maxout: the two pieces are
+        not parallel and meet on the unit's upper envelope)."""
+        a, b = p["a"], p["b"]
+        if k == 1:
+            return jnp.abs(b)[:, None], jnp.abs(a)[:, None], jnp.ones((h, 1), bool)
+        j, l = pairs
+        da, db = a[:, j] - a[:, l], b[:, l] - b[:, j]
+        real = da != 0
+        if k > 2:
+            xs = db / jnp.where(real, da, 1.0)
+            env = jnp.max(a[:, None, :] * xs[:, :, None] + b[:, None, :], axis=-1)
+            real = real & (a[:, j] * xs + b[:, j] >= env - 1e-5 * (1.0 + jnp.abs(env)))
+        return jnp.abs(db), jnp.abs(da), real
+
     def track(p, batch, v):
-        reached = (jnp.abs(p["b"]) >= margin * jnp.abs(p["a"])) & (jnp.abs(p["b"]) > 0)
+        x, _, w = own(p, batch, v)
+        num, den, real = kinks(p)
+        reached = real & (num >= margin(x, w, v) * den) & (num > 0)
         return {"kink_reached_data": jnp.any(reached)}
 
-    flat_left = act_name in FLAT_LEFT
+    flat_left = act.flat_left
 
-    def dead(p, batch):
-        x, _, pj = batch
+    def dead(p, batch, v):
+        x, _, w = own(p, batch, v)
         z = p["a"][None, :] * x[:, None] + p["b"][None, :]  # (points, units)
-        return jnp.all((z <= 0) | (pj[:, None] == 0), axis=0)
+        return jnp.all((z <= 0) | (w[:, None] == 0), axis=0)
 
     def metrics(p, batch, v):
-        dt = batch[0].dtype
+        x, y, w = own(p, batch, v)
+        dt = x.dtype
         final = loss(p, batch, v)
-        lin = jnp.asarray(lin_loss, dt)
-        a, b = p["a"], p["b"]
-        kink = jnp.where(a != 0, jnp.abs(b) / jnp.where(a != 0, jnp.abs(a), 1.0), 0.0)
-        return {
+        lin = linear_fit_loss_jax(x, y, w) if draw else known(lin_loss, v, dt)
+        num, den, real = kinks(p)
+        pos = jnp.where(real & (den != 0), num / jnp.where(den != 0, den, 1.0), 0.0)
+        out = {
             "linear_fit_loss": lin,
             "beat_linear": (final < lin * (1 - 1e-3)).astype(jnp.int8),
-            "max_abs_kink": jnp.max(kink),
-            "max_abs_bias": jnp.max(jnp.abs(b)),
-            "dead_fraction": jnp.mean(dead(p, batch).astype(dt)) if flat_left else jnp.zeros((), dt),
+            "max_abs_kink": jnp.max(pos),
+            "max_abs_bias": jnp.max(jnp.abs(p["b"])),
+            "dead_fraction": jnp.mean(dead(p, batch, v).astype(dt)) if flat_left else jnp.zeros((), dt),
         }
+        if own_weights:
+            out["data_margin"] = margin(x, w, v)
+            out["data_support"] = jnp.sum((w > 0).astype(dt))
+        return out
 
     def inactive(p, batch, v):
-        return jnp.all(dead(p, batch)) if flat_left else jnp.asarray(False)
+        return jnp.all(dead(p, batch, v)) if flat_left else jnp.asarray(False)
 
     def update_scale(v):
-        return {"a": v["lr0"], "b": v["lr0"], "w": v["lr1"], "c": v["lr1"]}
+        return {"a": v["lr0"], "b": v["lr0"], "alpha": v["lr0"], "w": v["lr1"], "c": v["lr1"]}
 
+    per = ("; for this trajectory's own drawn weights, in the run's dtype" if draw else
+           "; for this trajectory's row of the data" if rowed else "")
     attrs = {
         "linear_fit_loss": {"long_name": "loss of the best fit c + s1 max(x, 0) + s2 min(x, 0) (every kink at 0; "
-                                         "exact)", "units": "1"},
+                                         f"exact{per})", "units": "1"},
         "beat_linear": {"long_name": "final loss below linear_fit_loss by more than 0.1% (1) or not (0)",
                         "units": "1"},
-        "max_abs_kink": {"long_name": "largest |kink position| |b_i/a_i| at the end (units with a_i != 0)",
-                         "units": "1"},
+        "max_abs_kink": {"long_name": "largest |kink position| at the end: |b_i/a_i| over units with a_i != 0 "
+                                      "(maxout: crossings of two pieces on the unit's max)", "units": "1"},
         "max_abs_bias": {"long_name": "largest |b_i| at the end (how far the biases moved from 0)", "units": "1"},
-        "dead_fraction": {"long_name": "fraction of hidden units inactive on every data point at the end "
-                                       "(relu, relu6; 0 for other activations)", "units": "1"},
-        "kink_reached_data": {"long_name": "some kink -b_i/a_i reached the data (|b_i/a_i| >= min |x_j|) at some "
-                                           "step", "units": "1"},
+        "dead_fraction": {"long_name": "fraction of hidden units inactive on every data point with weight > 0 at "
+                                       "the end (relu, relu6; 0 for other activations)", "units": "1"},
+        "kink_reached_data": {"long_name": "some kink reached the data (|kink| >= min |x_j| over points with weight "
+                                           "> 0) at some step", "units": "1"},
         "kink_reached_data_step": {"long_name": "first step at which a kink reached the data (-1: never)",
                                    "units": "steps"},
     }
+    if own_weights:
+        attrs["data_margin"] = {"long_name": "min |x_j| over this trajectory's points with weight > 0 (the distance "
+                                             "a kink must travel to reach the data)", "units": "1"}
+        attrs["data_support"] = {"long_name": "number of this trajectory's data points with weight > 0", "units": "1"}
     return Problem(("c",), init, loss, point_loss, sample, target, metrics, attrs, inactive, residuals,
-                   update_scale, track, ("kink_reached_data",))
+                   update_scale, track, ("kink_reached_data",), 0, ("data_weights",) if draw else ())
 
 
 TWO_LAYER_1D = ProblemDef(
@@ -496,94 +913,161 @@ TWO_LAYER_1D = ProblemDef(
         "x": Opt(None, "floats", "data inputs (default: -2, -1.5, -1, -0.5, 0.5, 1, 1.5, 2)"),
         "y": Opt(None, "floats", "data targets (default: x^2)"),
         "p": Opt(None, "floats", "data weights, normalised to sum 1 (default: equal)"),
-        "file": Opt("", "str", "a .npz with arrays x, y[, p] or a .csv with columns x, y[, p] (replaces x, y, p)"),
+        "file": Opt("", "str", "a .npz with arrays x, y[, p] or a .csv with columns x, y[, p] (replaces x, y, p); in "
+                    "a .npz each may be (n,) or (K, n): a 2-D array gives one dataset per init_row, each row's p "
+                    "normalised on its own"),
+        "p_draw": Opt("fixed", "choice", "fixed: every trajectory trains on the weights p; multinomial: each "
+                      "trajectory draws its own weights counts/m from m = p_samples draws over the points with "
+                      "probabilities p, from its own key (new weights for every seed value and grid point, "
+                      "reproducible bit for bit; float32). They are kept with the parameters, never trained, and "
+                      "every weight-dependent metric (linear_fit_loss, beat_linear, kink_reached_data, dead_fraction) "
+                      "uses them; data_margin and data_support are added. Not stored: the weights themselves",
+                      choices=("fixed", "multinomial")),
+        "p_samples": Opt(0, "int", "p_draw = multinomial: the number of draws m (0: one per data point; static)",
+                         lo=0),
+        **_init_file_option("a, b (width,) [maxout (width, pieces)], w (width,), c (), alpha (width,) for prelu; "
+                            "weights: a, w"),
         "target": Opt(0.0, "float", "converged = loss <= target (+ tolerance)", lo=0.0, traced=True),
-        **_layer_lr_options("the first layer (a, b)", "the output layer (w, c)"),
+        **_layer_lr_options("the first layer (a, b, alpha)", "the output layer (w, c)"),
     },
     {
         "init_scale": Opt(1.0, "float", "scale s of the initial weights (see param)", lo=0.0, traced=True),
         "bias_init": Opt(0.0, "float", "initial hidden biases: bias_init + bias_std * N(0, 1)", traced=True),
         "bias_std": Opt(0.0, "float", "standard deviation of the initial hidden biases", lo=0.0, traced=True),
+        **_layer_init_options(),
     },
     "two-layer 1-D network f(x) = c + s sum_i w_i act(a_i x + b_i) (seed 003), loss 1/2 sum_j p_j (f(x_j) - y_j)^2 "
-    "on fixed weighted points; compares with the best fit linear on each side of 0 (linear_fit_loss, beat_linear) "
-    "and records whether a kink ever reached the data",
+    "on weighted points (fixed, from a file per init_row, or drawn per trajectory: p_draw); compares with the best "
+    "fit linear on each side of 0 (linear_fit_loss, beat_linear) and records whether a kink ever reached the data",
     validate=_validate_1d,
     least_squares=lambda o: True,
+    check_values=_row_checker(lambda o: _one_d_files(o)[2]),
 )
 
 
 # --------------------------------------------------------------------------- two_layer_lr (trainability)
-def data_lr(o: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(x (n, d), y (n,), W0 (width, d) or None, W1 (width,) or None) as float32."""
+class LrData(NamedTuple):
+    """What a two_layer_lr's options and files resolve to."""
+
+    x: np.ndarray  # (n, d) or (K, n, d) float32
+    y: np.ndarray  # (n,) or (K, n) float32
+    width: int
+    arrays: dict  # initial parameters from files: name -> (float32 array, has rows)
+    rows: Rows
+
+
+def lr_shapes(o: dict, width: int, d: int) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape: W0 (width, d) [maxout (width, pieces, d)], W1 (width,), alpha (width,) for prelu."""
+    act = hidden(o)
+    return {"W0": unit_shapes(act, width, d)[0], "W1": (width,), **({"alpha": (width,)} if act.prelu else {})}
+
+
+def data_lr(o: dict) -> LrData:
+    """The data (the file's, or fixed random data from data_seed), the width and the initial weights given by files
+    (``file``'s W0, W1 and ``init_file``). Raises ValueError prefixed with the key."""
+    arrays, rows = {}, Rows(0, "")
     if o["file"]:
-        t = load_table(o["file"])
-        if "x" not in t or "y" not in t:
-            raise ValueError(f"file {o['file']!r}: the .npz needs arrays 'x' (n, d) and 'y' (n,) "
-                             "(optionally 'W0' (width, d) and 'W1' (width,))")
-        x = np.asarray(t["x"], np.float64)
-        x = x[:, None] if x.ndim == 1 else x
-        y = np.ravel(t["y"]).astype(np.float64)
-        w0 = np.asarray(t["W0"], np.float64) if "W0" in t else None
-        w1 = np.ravel(t["W1"]).astype(np.float64) if "W1" in t else None
-        if x.ndim != 2 or y.shape != (x.shape[0],):
-            raise ValueError(f"file {o['file']!r}: x must be (n, d) and y (n,), got {x.shape} and {y.shape}")
-        if w0 is not None and (w0.ndim != 2 or w0.shape[1] != x.shape[1]):
-            raise ValueError(f"file {o['file']!r}: W0 must be (width, d = {x.shape[1]}), got {w0.shape}")
-        width = w0.shape[0] if w0 is not None else o["width"]
-        if w1 is not None and w1.shape != (width,):
-            raise ValueError(f"file {o['file']!r}: W1 must have width = {width} entries, got {w1.shape}")
-        arrays = [x, y, w0, w1]
-        if not all(a is None or np.all(np.isfinite(a)) for a in arrays):
-            raise ValueError(f"file {o['file']!r}: arrays must be finite")
-        return tuple(None if a is None else a.astype(np.float32) for a in arrays)
-    rng = np.random.default_rng(o["data_seed"])
-    x = rng.standard_normal((o["n_data"], o["d"]))
-    y = rng.standard_normal(o["n_data"])
-    return x.astype(np.float32), y.astype(np.float32), None, None
+        path = o["file"]
+        try:
+            t = load_table(path)
+            if "x" not in t or "y" not in t:
+                raise ValueError(f"file {path!r}: the .npz needs arrays 'x' (n, d) and 'y' (n,) (or (K, n, d) and "
+                                 "(K, n): one dataset per init_row; optionally initial W0 (width, d), W1 (width,))")
+            x = np.asarray(t["x"], np.float64)
+            x = x[:, None] if x.ndim == 1 else x
+            y = np.asarray(t["y"], np.float64)
+            if x.ndim == 3 or y.ndim == 2:
+                k = x.shape[0] if x.ndim == 3 else y.shape[0]
+                if x.ndim == 3 and y.ndim == 2 and x.shape[0] != y.shape[0]:
+                    raise ValueError(f"file {path!r}: x has {x.shape[0]} rows and y {y.shape[0]}; give both the same K")
+                x = np.broadcast_to(x, (k,) + x.shape) if x.ndim == 2 else x
+                y = np.broadcast_to(y, (k,) + y.shape) if y.ndim == 1 else y
+                rows = Rows(k, f"the data of {path!r} have K = {k} rows (x {_shape(x.shape)})")
+            if x.ndim not in (2, 3) or y.shape != x.shape[:-1]:
+                raise ValueError(f"file {path!r}: x must be (n, d) and y (n,) (or (K, n, d) and (K, n)), got "
+                                 f"{x.shape} and {y.shape}")
+            if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+                raise ValueError(f"file {path!r}: arrays must be finite")
+            width, nd = o["width"], 3 if o["activation"] == "maxout" else 2  # the file's weights set the width
+            if "W0" in t and np.ndim(t["W0"]) >= nd:
+                width = int(np.shape(t["W0"])[-nd])
+            elif "W1" in t and np.ndim(t["W1"]) >= 1:
+                width = int(np.shape(t["W1"])[-1])
+            fix = (f"W0 must have d = {x.shape[-1]} inputs (the data's), as many rows as W1 has entries"
+                   + (f" and pieces = {o['pieces']} pieces" if o["activation"] == "maxout" else ""))
+            arrays, w_rows = init_arrays(path, t, {k: s for k, s in lr_shapes(o, width, x.shape[-1]).items()
+                                                   if k in ("W0", "W1")}, fix, strict=False)
+            rows = merge_rows(rows, w_rows)
+        except ValueError as e:
+            raise ValueError(f"problem.file: {e}") from None
+        x, y = x.astype(np.float32), y.astype(np.float32)
+    else:
+        rng = np.random.default_rng(o["data_seed"])
+        x = rng.standard_normal((o["n_data"], o["d"])).astype(np.float32)
+        y = rng.standard_normal(o["n_data"]).astype(np.float32)
+        width = o["width"]
+    fix = (f"the shapes follow width = {width}, d = {x.shape[-1]}" + (" (the data file's)" if o["file"] else "")
+           + (f" and pieces = {o['pieces']}" if o["activation"] == "maxout" else ""))
+    try:
+        more, init_rows = _init_file(o, lr_shapes(o, width, x.shape[-1]), fix)
+        twice = sorted(set(more) & set(arrays))
+        if twice:
+            raise ValueError(f"array {twice[0]!r} is also in problem.file {o['file']!r}; give each parameter once")
+        rows = merge_rows(rows, init_rows)
+    except ValueError as e:
+        raise ValueError(f"problem.init_file: {e}") from None
+    return LrData(x, y, width, {**arrays, **more}, rows)
 
 
 def _validate_lr(o: dict) -> None:
-    if o["file"]:
-        try:
-            data_lr(o)
-        except ValueError as e:
-            raise ValueError(f"problem.file = {o['file']!r}: {e}") from None
+    data_lr(o)
 
 
 def _build_two_layer_lr(o: dict) -> Problem:
-    x_np, y_np, w0_file, w1_file = data_lr(o)
-    n_pts, d = x_np.shape
-    width = w0_file.shape[0] if w0_file is not None else (w1_file.size if w1_file is not None else o["width"])
-    act_name = o["activation"]
-    act = get_activation(act_name, o["relu_grad_at_zero"])
+    x_np, y_np, width, arrays, _ = data_lr(o)
+    rowed = x_np.ndim == 3  # one dataset per init_row
+    d = x_np.shape[-1]
+    act = hidden(o)
+    k = act.pieces
     param = o["param"]
     in_s = 1.0 if param == "standard" else 1.0 / math.sqrt(d)
     out_s = {"standard": 1.0, "meanfield": 1.0 / width, "ntk": 1.0 / math.sqrt(width)}[param]
-    data = (jnp.asarray(x_np), jnp.asarray(y_np))
+    # points first: (n, d) or (n, K, d), and (n,) or (n, K)
+    data = (jnp.asarray(np.moveaxis(x_np, 0, 1) if rowed else x_np), jnp.asarray(y_np.T if rowed else y_np))
 
     std0, std1 = (1.0 / math.sqrt(d), 1.0 / math.sqrt(width)) if param == "standard" else (1.0, 1.0)
 
     def init(key, v):
         s = v["init_scale"]
-        if w0_file is not None and w1_file is not None:
-            return {"W0": s * jnp.asarray(w0_file), "W1": s * jnp.asarray(w1_file)}
         g = jax.random.normal(key, (width * d + width,), jnp.float32)
-        w0 = jnp.asarray(w0_file) if w0_file is not None else std0 * g[: width * d].reshape(width, d)
-        w1 = jnp.asarray(w1_file) if w1_file is not None else std1 * g[width * d:]
-        return {"W0": s * w0, "W1": s * w1}
+        w0 = std0 * g[: width * d].reshape(width, d)
+        if k > 1:  # maxout: pieces 1..k-1 are piece_scale times another draw of the same
+            w0 = with_pieces(w0, std0 * jax.random.normal(jax.random.fold_in(key, 1), (width, k - 1, d), jnp.float32),
+                             v["piece_scale"])
+        p = {"W0": s * w0, "W1": s * std1 * g[width * d:]}
+        if act.prelu:
+            p["alpha"] = jnp.full((width,), _alpha(v, "prelu"), jnp.float32)
+        return put_file(p, arrays, v, ("W0", "W1"))
+
+    def own(batch, v, axis=1):
+        """This trajectory's data: row init_row of data with rows (axis 1 of a batch, axis 0 of a point)."""
+        if not rowed:
+            return batch
+        row = row_of(v)
+        return tuple(pick(a, row, axis) for a in batch)
 
     def f(p, x, v):
         """Output at one point x (d,)."""
-        h = v["gain"] * act(in_s * (p["W0"] @ x), _alpha(v, act_name))
+        z = in_s * (p["W0"] @ x)  # (width,) or (width, k)
+        h = v["gain"] * act.apply(z, p["alpha"] if act.prelu else _alpha(v, act.name))
         return out_s * jnp.dot(p["W1"], h)
 
     def point_loss(p, point, v):
-        x, y = point
+        x, y = own(point, v, 0)
         return 0.5 * (f(p, x, v) - y) ** 2
 
     def residuals(p, batch, v):
-        x, y = batch
+        x, y = own(batch, v)
         return jnp.sqrt(jnp.asarray(1.0 / x.shape[0], x.dtype)) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
 
     def loss(p, batch, v):
@@ -599,7 +1083,7 @@ def _build_two_layer_lr(o: dict) -> Problem:
         return {}
 
     def update_scale(v):
-        return {"W0": v["lr0"], "W1": v["lr1"]}
+        return {"W0": v["lr0"], "alpha": v["lr0"], "W1": v["lr1"]}
 
     attrs = {
         "trainable": {"long_name": f"mean of the last {o['trainable_k']} losses / initial loss < 1 (1) or not (0); "
@@ -618,8 +1102,11 @@ TWO_LAYER_LR = ProblemDef(
         "width": Opt(16, "int", "hidden units (static)", lo=1),
         "n_data": Opt(16, "int", "fixed random data points: x ~ N(0, I_d), y ~ N(0, 1) (static)", lo=1),
         "data_seed": Opt(0, "int", "seed of the fixed random data (numpy default_rng)", lo=0),
-        "file": Opt("", "str", "a .npz with x (n, d), y (n,) and optionally initial W0 (width, d), W1 (width,) used "
-                    "by every trajectory (times init_scale): replaces the random data and weights"),
+        "file": Opt("", "str", "a .npz with x (n, d), y (n,) and optionally initial W0 (width, d) [maxout (width, "
+                    "pieces, d)], W1 (width,) (times init_scale; they set the width): replaces the random data and "
+                    "weights; any of them may have a leading K dimension (row init_row of each trajectory)"),
+        **_init_file_option("W0 (width, d) [maxout (width, pieces, d)], W1 (width,), alpha (width,) for prelu; "
+                            "weights: W0, W1"),
         **_activation_options("tanh"),
         "param": Opt("standard", "choice", "standard: f = W1 gain*act(W0 x), W0 ~ N(0, s^2/d), W1 ~ N(0, s^2/width); "
                      "meanfield: f = (1/width) W1 gain*act(W0 x / sqrt(d)), weights N(0, s^2); ntk: as meanfield "
@@ -627,16 +1114,18 @@ TWO_LAYER_LR = ProblemDef(
         "gain": Opt(1.0, "float", "activation gain (e.g. sqrt(2) for relu)", traced=True),
         "trainable_k": Opt(20, "int", "the trainable criterion averages the last k losses", lo=1),
         "target": Opt(0.0, "float", "converged = loss <= target (+ tolerance)", lo=0.0, traced=True),
-        **_layer_lr_options("W0", "W1"),
+        **_layer_lr_options("W0 (and prelu's alpha)", "W1"),
     },
     {
         "init_scale": Opt(1.0, "float", "scale s of the initial weights (see param)", lo=0.0, traced=True),
+        **_layer_init_options(),
     },
     "no-bias two-layer network f(x) = W1 act(W0 x), loss 1/2 mean (f - y)^2 on fixed random data, learning rate "
     "train.lr * lr0 for W0 and train.lr * lr1 for W1 (the fractal trainability boundary); adds trainable and "
     "tail_loss_ratio",
     validate=_validate_lr,
     least_squares=lambda o: True,
+    check_values=_row_checker(lambda o: data_lr(o).rows),
 )
 
 PROBLEMS.update({"mlp": MLP, "two_layer_1d": TWO_LAYER_1D, "two_layer_lr": TWO_LAYER_LR})

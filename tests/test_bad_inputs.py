@@ -8,10 +8,13 @@ cases are also checked through the Python API: ``sweep.parse_spec`` and ``sweep.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -65,6 +68,30 @@ class SpecCase(NamedTuple):
 
 
 NAN, INF = float("nan"), float("inf")
+_NPZ_DIR: list[Path] = []
+
+
+def npz(**arrays) -> str:
+    """Write ``arrays`` to a new .npz outside every test's tmp_path (so the 'nothing written' checks hold) and
+    return its path; the directory is removed when the session ends."""
+    if not _NPZ_DIR:
+        _NPZ_DIR.append(Path(tempfile.mkdtemp(prefix="sweep-bad-inputs-")))
+        atexit.register(shutil.rmtree, _NPZ_DIR[0], True)
+    fd, path = tempfile.mkstemp(suffix=".npz", dir=_NPZ_DIR[0])
+    os.close(fd)
+    np.savez(path, **arrays)
+    return path
+
+
+def with_npz(problem: dict, key: str = "init_file", file_arrays: dict | None = None, **sections) -> Callable[[], dict]:
+    """Spec factory for file cases: ``problem`` with ``key`` set to a fresh .npz of ``file_arrays``."""
+    def make():
+        return {"problem": {**problem, key: npz(**file_arrays)}, "train": {"steps": 5, "lr": 0.1}, **sections}
+    return make
+
+
+LR = {"name": "two_layer_lr", "d": 2, "width": 4, "n_data": 5}
+ROWS = {"W0": np.zeros((3, 4, 2)), "W1": np.zeros(4)}  # K = 3 rows of W0, W1 shared
 
 SPEC_CASES = [
     # ---- missing sections / keys
@@ -178,6 +205,46 @@ SPEC_CASES = [
              ("problem.data.n", "1000000000000", "memory")),
     SpecCase("swept-data-n-too-large", edit(axes={"data.n": [16, 10 ** 13]}), ("data.n", "10000000000000",
                                                                                "memory")),
+    # ---- network layers and per-trajectory files
+    SpecCase("mlp-maxout-one-piece", edit(problem={"name": "mlp", "activation": "maxout", "pieces": 1}, axes={}),
+             ("problem.pieces = 1", ">= 2")),
+    SpecCase("p-draw-misspelt", edit(problem={"name": "two_layer_1d", "p_draw": "multinomal"}, axes={}),
+             ("problem.p_draw", "'multinomal'", "did you mean 'multinomial'")),
+    SpecCase("p-samples-negative", edit(problem={"name": "two_layer_1d", "p_draw": "multinomial", "p_samples": -1},
+                                        axes={}), ("problem.p_samples = -1", ">= 0")),
+    SpecCase("init-row-negative", edit(problem=LR, axes={"init_row": [-1, 0]}), ("axes.init_row", "-1", ">= 0")),
+    SpecCase("init-row-without-rows", edit(problem=LR, init={"init_row": 2}, axes={}),
+             ("init.init_row = 2", "no file array", "leading K dimension")),
+    SpecCase("init-row-past-the-rows", with_npz(LR, file_arrays=ROWS, axes={"init_row": {"range": 4}}),
+             ("axes.init_row = 3", "array 'W0'", "(3, 4, 2)", "K = 3", "[0, 2]", "range = 3")),
+    SpecCase("init-row-past-the-rows-zipped", with_npz(LR, file_arrays=ROWS,
+                                                       axes={"pair": {"zip": {"init_row": [0, 5], "lr": [0.1, 0.2]}}}),
+             ("axes.pair.zip.init_row = 5", "K = 3")),
+    SpecCase("init-file-wrong-shape", with_npz(LR, file_arrays={"W0": np.zeros((5, 2))}),
+             ("problem.init_file", ".npz", "array 'W0' has shape (5, 2)", "expected (4, 2)", "(K, 4, 2)",
+              "width = 4")),
+    SpecCase("init-file-rows-wrong-shape", with_npz(LR, file_arrays={"W0": np.zeros((3, 4, 5))}),
+             ("problem.init_file", "'W0' has shape (3, 4, 5)", "expected (4, 2)", "d = 2")),
+    SpecCase("init-file-unknown-array", with_npz(LR, file_arrays={"W2": np.zeros(4)}),
+             ("problem.init_file", "'W2'", "not a parameter", "W0 (4, 2)")),
+    SpecCase("init-file-rows-disagree", with_npz(LR, file_arrays={"W0": np.zeros((3, 4, 2)), "W1": np.zeros((2, 4))}),
+             ("problem.init_file", "K = 3", "K = 2", "same K")),
+    SpecCase("init-file-not-finite", with_npz(LR, file_arrays={"W1": np.array([0.0, NAN, 0.0, 0.0])}),
+             ("problem.init_file", "'W1'", "finite")),
+    SpecCase("init-file-missing", edit(problem={**LR, "init_file": "no_such_weights.npz"}, axes={}),
+             ("problem.init_file", "no_such_weights.npz", "does not exist")),
+    SpecCase("init-file-not-npz", edit(problem={**LR, "init_file": "tests/helpers.py"}, axes={}),
+             ("problem.init_file", ".npz")),
+    SpecCase("mlp-init-file-maxout-shape", with_npz({"name": "mlp", "widths": [3], "activation": "maxout"},
+                                                    file_arrays={"W0": np.zeros((3, 2))}),
+             ("problem.init_file", "'W0'", "expected (3, 2, 2)", "pieces = 2")),
+    SpecCase("two-layer-1d-data-and-init-rows-disagree",
+             with_npz({"name": "two_layer_1d", "width": 2, "init_file": npz(a=np.ones((2, 2)))}, key="file",
+                      file_arrays={"x": np.array([-1.0, 1.0]), "y": np.ones((3, 2))}),
+             ("problem.init_file", "K = 3", "K = 2", "same K")),
+    SpecCase("two-layer-1d-data-rows-disagree", with_npz({"name": "two_layer_1d"}, key="file",
+                                                         file_arrays={"x": np.ones((2, 3)), "y": np.ones((3, 3))}),
+             ("problem.file", "different numbers of rows")),
 ]
 
 

@@ -385,7 +385,7 @@ def test_bad_files_are_spec_errors(tmp_path):
     with pytest.raises(sweep.SpecError, match="same number of points"):
         sweep.parse_spec({"problem": {"name": "two_layer_1d", "x": [1.0, 2.0], "y": [1.0]}})
     np.savez(tmp_path / "w.npz", x=np.zeros((4, 2)), y=np.zeros(4), W0=np.zeros((3, 5)))
-    with pytest.raises(sweep.SpecError, match="W0 must be"):
+    with pytest.raises(sweep.SpecError, match=r"problem.file: .*'W0' has shape \(3, 5\); expected \(3, 2\)"):
         sweep.parse_spec({"problem": {"name": "two_layer_lr", "file": str(tmp_path / "w.npz")}})
 
 
