@@ -1,6 +1,10 @@
 """sweep: train millions of tiny networks at once and map how each run ended."""
 __version__ = "0.1.0"
 
+from .cores import use_all_cores as _use_all_cores
+
+_use_all_cores()  # before anything starts JAX
+
 from . import accessor as _accessor  # registers ds.sweep
 from .analysis import (boundary as boundary, fractal_dimension as fractal_dimension, fractions as fractions,
                        outcomes as outcomes, summary as summary, uncertainty_exponent as uncertainty_exponent)

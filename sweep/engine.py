@@ -104,15 +104,19 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
     return per
 
 
+CPU_CHUNK_PER_DEVICE = 8192  # best of the scan in benchmarks/RESULTS.md (flat within ~10% from 4,096 to 16,384)
+
+
 def default_chunk(spec: Spec, backend: str, dtype: str = "float32") -> int:
     """Automatic chunk size (documented rule).
 
-    Start from a backend default - CPU: 4,096 trajectories, where the per-trajectory vectors of
-    the point-loop layout stay in cache (benchmarks/RESULTS.md has the scan); accelerators:
-    2^20, enough to fill the device - then cap it so that a chunk's working set
-    (``per_trajectory_bytes`` x chunk) stays under 1/4 of the device's memory.
+    Start from a backend default - CPU: 8,192 trajectories per CPU device (one device per core,
+    see ``sweep.cores``), where the per-trajectory vectors of the point-loop layout stay in
+    cache (benchmarks/RESULTS.md has the scan); accelerators: 2^20, enough to fill the device -
+    then cap it so that a chunk's working set (``per_trajectory_bytes`` x chunk) stays under 1/4
+    of the device's memory.
     """
-    base = 4096 if backend == "cpu" else 1 << 20
+    base = CPU_CHUNK_PER_DEVICE * len(local_devices()) if backend == "cpu" else 1 << 20
     mem = device_memory_bytes()
     if mem:
         base = min(base, max(1, (mem // 4) // per_trajectory_bytes(spec, dtype)))
@@ -162,7 +166,7 @@ def _static_key(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0):
             static[k] = v
     return (s.problem, tuple(sorted(static.items(), key=lambda kv: kv[0])), tuple(sorted(data.items())),
             s.thresholds(), chunk or plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"], s.run["layout"],
-            record_every)
+            record_every, len(local_devices()))
 
 
 class ChunkFns(NamedTuple):
@@ -176,7 +180,9 @@ class ChunkFns(NamedTuple):
 
 def _build_chunk_fn(key) -> ChunkFns:
     """Compile the function that runs one chunk of one static combination."""
-    problem_name, static_items, data_items, th, T, dtype_name, early_exit, check_every, layout, record_every = key
+    problem_name, static_items, data_items, th, T_all, dtype_name, early_exit, check_every, layout, record_every, \
+        n_dev = key
+    T = T_all // n_dev  # trajectories per device: each device runs its share independently (shard_map)
     static = dict(static_items)
     data = dict(data_items)
     pdef = PROBLEMS[problem_name]
@@ -322,9 +328,18 @@ def _build_chunk_fn(key) -> ChunkFns:
             return fn(*args)
         return wrapped
 
-    return ChunkFns(jax.jit(run_chunk), jax.jit(counted(start)),
-                    jax.jit(counted(lambda state, v, data_key, t0, t1: advance(state, {}, v, data_key, t0, t1)[0])),
-                    jax.jit(counted(lambda state, v, data_key: finish(state, {}, v, data_key))))
+    fns = (run_chunk, counted(start), counted(lambda state, v, data_key, t0, t1: advance(state, {}, v, data_key, t0, t1)[0]),
+           counted(lambda state, v, data_key: finish(state, {}, v, data_key)))
+    sharding = _traj_sharding()
+    if sharding is not None:  # one independent program per device: no collectives, each exits early on its own
+        from jax.sharding import PartitionSpec as P
+
+        shared = P()
+        specs = ((P("traj"), P("traj"), shared), (P("traj"), P("traj"), shared),
+                 (P("traj"), P("traj"), shared, shared, shared), (P("traj"), P("traj"), shared))
+        fns = tuple(jax.shard_map(f, mesh=sharding.mesh, in_specs=sp, out_specs=P("traj"), check_vma=False)
+                    for f, sp in zip(fns, specs))
+    return ChunkFns(*(jax.jit(f) for f in fns))
 
 
 def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> ChunkFns:

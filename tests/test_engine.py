@@ -26,10 +26,11 @@ def _reference(spec_dict, dtype="float32"):
         traj = make_trajectory(problem, spec.train["optimizer"], spec.train["steps"], spec.thresholds(),
                                jnp.dtype(dtype))
         data = engine.dataset(spec)
-        one = {k: x[0] for k, x in v.items()}
-        res = jax.jit(lambda key, one: run_one(problem, traj, spec.train["steps"], key, one, data))(keys[0], one)
-        for k, x in res.items():
-            out.setdefault(k, np.zeros(spec.n_trajectories, np.asarray(x).dtype))[c.index[0]] = x
+        for j in range(c.valid):  # a chunk holds one trajectory per device
+            one = {k: x[j] for k, x in v.items()}
+            res = jax.jit(lambda key, one: run_one(problem, traj, spec.train["steps"], key, one, data))(keys[j], one)
+            for k, x in res.items():
+                out.setdefault(k, np.zeros(spec.n_trajectories, np.asarray(x).dtype))[c.index[j]] = x
     return {k: x.reshape(spec.shape) for k, x in out.items()}
 
 
