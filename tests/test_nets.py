@@ -59,9 +59,10 @@ def reference(spec_dict, dtype="float32"):
                 return run_one(problem, traj, spec.train["steps"], key, vals, data)
 
             fns[skey] = jax.jit(run)
-        res = fns[skey](keys[0], one(v), data_key)
-        for k, x in res.items():
-            out.setdefault(k, np.zeros(spec.n_trajectories, np.asarray(x).dtype))[c.index[0]] = x
+        for j in range(c.valid):  # a chunk holds one trajectory per device
+            res = fns[skey](keys[j], one(v, j), data_key)
+            for k, x in res.items():
+                out.setdefault(k, np.zeros(spec.n_trajectories, np.asarray(x).dtype))[c.index[j]] = x
     return {k: x.reshape(spec.shape) for k, x in out.items()}
 
 
