@@ -121,6 +121,11 @@ TRAIN_OPTIONS: dict[str, Opt] = {
     "steps": Opt(1000, "int", "optimizer steps per trajectory", lo=1, hi=MAX_STEPS),
     "optimizer": Opt("sgd", "choice", "the optimizer", choices=ALL_OPTIMIZERS),
     "lr": Opt(HYPER_DEFAULTS["lr"], "float", "learning rate", lo=0.0, lo_open=True, traced=True),
+    "lr_mode": Opt("absolute", "choice", "absolute: the step size is lr; sharpness: each trajectory's step size is "
+                   "lr / lambda0, lambda0 = the top Hessian eigenvalue of the loss at its initial parameters (power "
+                   "iteration, stored as lambda0), so lr = 2 is GD's stability edge on a quadratic and lr > 2 a "
+                   "'large' learning rate; a lambda0 <= 0 or non-finite makes that run nan",
+                   choices=("absolute", "sharpness")),
     "momentum": Opt(HYPER_DEFAULTS["momentum"], "float", "momentum / nesterov coefficient", lo=0.0, hi=1.0, traced=True),
     "b1": Opt(HYPER_DEFAULTS["b1"], "float", "Adam-family first-moment decay", lo=0.0, hi=1.0, traced=True),
     "b2": Opt(HYPER_DEFAULTS["b2"], "float", "Adam-family second-moment decay", lo=0.0, hi=1.0, traced=True),

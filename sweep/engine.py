@@ -22,7 +22,7 @@ from .config import Spec
 from .layout import make_value_and_grad
 from .optimizers import OPTIMIZERS
 from .problems import PROBLEMS
-from .step import make_trajectory
+from .step import make_trajectory, sharpness
 
 TRACE_COUNT = {"n": 0}  # test hook: incremented each time a chunk function is traced
 _COMPILED: dict[Any, Callable] = {}
@@ -193,7 +193,7 @@ def _build_chunk_fn(key) -> ChunkFns:
     steps = static["steps"]
     optimizer = static["optimizer"]
     dtype = jnp.dtype(dtype_name)
-    traj = make_trajectory(problem, optimizer, steps, th, dtype)
+    traj = make_trajectory(problem, optimizer, steps, th, dtype, static.get("lr_mode", "absolute"))
     n_fixed = data.get("n", 0)
     per_step = data.get("batch", 0) or n_fixed
     fresh = bool(data.get("fresh", False))
@@ -222,7 +222,7 @@ def _build_chunk_fn(key) -> ChunkFns:
         """Initial states of a chunk: (T,)-batched TrajState."""
         _, ref = data_of(data_key)
         target = jax.vmap(problem.target, (None, 0))(ref, v)
-        return jax.vmap(traj.init)(traj_keys, v, target)
+        return jax.vmap(traj.init, (0, 0, 0, None))(traj_keys, v, target, ref)
 
     def advance(state, rec, v, data_key, t0, t1):
         """Steps t0 .. t1-1 (in blocks of check_every; stops early once every run has settled)."""
@@ -292,27 +292,11 @@ def _build_chunk_fn(key) -> ChunkFns:
         if ref is not None:
             out.update(jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v))
         if th.sharpness_iters:
-            out["sharpness"] = jax.vmap(sharpness, (0, None, 0))(state.params, ref, v)
+            out["sharpness"] = jax.vmap(lambda p, b, vv: sharpness(problem, p, b, vv, th.sharpness_iters),
+                                        (0, None, 0))(state.params, ref, v)
             if "lr" in v:
                 out["two_over_lr"] = 2.0 / v["lr"]
         return out
-
-    def sharpness(params, batch, v):
-        """Top Hessian eigenvalue of the loss at ``params`` (power iteration on Hessian-vector products;
-        the Rayleigh quotient of the last iterate, so its sign is kept)."""
-        grad = lambda p: jax.grad(problem.loss)(p, batch, v)  # noqa: E731
-        hvp = lambda u: jax.jvp(grad, (params,), (u,))[1]  # noqa: E731
-        dot = lambda a, b: sum(jnp.sum(x * y) for x, y in zip(jax.tree_util.tree_leaves(a),  # noqa: E731
-                                                            jax.tree_util.tree_leaves(b)))
-
-        def unit(u):
-            n = jnp.sqrt(dot(u, u))
-            return jax.tree_util.tree_map(lambda x: x / jnp.where(n > 0, n, 1.0), u)
-
-        u = unit(jax.tree_util.tree_map(lambda x: jnp.ones_like(x) + 0.1 * jnp.arange(x.size, dtype=x.dtype)
-                                        .reshape(x.shape), params))
-        u = jax.lax.fori_loop(0, th.sharpness_iters, lambda i, u: unit(hvp(u)), u)
-        return dot(u, hvp(u))
 
     def run_chunk(v, traj_keys, data_key):
         TRACE_COUNT["n"] += 1

@@ -43,6 +43,7 @@ class TrajState(NamedTuple):
     conv_loss: jax.Array  # () float, the loss at the first step of that streak
     tail_sum: jax.Array  # () float, sum of the losses of the last ``problem.tail`` steps seen
     tail_n: jax.Array  # () int32, how many of them were seen
+    lambda0: jax.Array  # () float, top Hessian eigenvalue at init (train.lr_mode = "sharpness"; else 1)
 
 
 def hyperparams(v: dict) -> dict:
@@ -69,7 +70,35 @@ class Trajectory(NamedTuple):
     direction: Callable | None = None  # second-order: (params, batch, v) -> (loss, grad, step); else None
 
 
-def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds, dtype) -> Trajectory:
+LAMBDA0_ITERS = 64  # power iterations for lambda0 (train.lr_mode = "sharpness")
+
+
+def sharpness(problem: Problem, params, batch, v, iters: int) -> jax.Array:
+    """Top Hessian eigenvalue of ``problem.loss`` at ``params`` (one trajectory): ``iters`` power
+    iterations on Hessian-vector products, then the Rayleigh quotient (its sign is kept)."""
+    grad = lambda p: jax.grad(problem.loss)(p, batch, v)  # noqa: E731
+    hvp = lambda u: jax.jvp(grad, (params,), (u,))[1]  # noqa: E731
+    dot = lambda a, b: sum(jnp.sum(x * y) for x, y in zip(jax.tree_util.tree_leaves(a),  # noqa: E731
+                                                        jax.tree_util.tree_leaves(b)))
+
+    def unit(u):
+        n = jnp.sqrt(dot(u, u))
+        return jax.tree_util.tree_map(lambda x: x / jnp.where(n > 0, n, 1.0), u)
+
+    u = unit(jax.tree_util.tree_map(lambda x: jnp.ones_like(x) + 0.1 * jnp.arange(x.size, dtype=x.dtype)
+                                    .reshape(x.shape), params))
+    u = jax.lax.fori_loop(0, iters, lambda i, u: unit(hvp(u)), u)
+    return dot(u, hvp(u))
+
+
+def lr_scale(lambda0: jax.Array) -> jax.Array:
+    """1 / lambda0, or nan unless lambda0 > 0 and finite (train.lr_mode = "sharpness")."""
+    ok = jnp.isfinite(lambda0) & (lambda0 > 0)
+    return jnp.where(ok, 1.0 / jnp.where(ok, lambda0, 1.0), jnp.nan)
+
+
+def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds, dtype,
+                    lr_mode: str = "absolute") -> Trajectory:
     """Build the trajectory functions (all arguments static: changing them recompiles).
 
     Steps are evaluated at t = 0..steps: the loss and gradient at t decide whether the run
@@ -84,17 +113,21 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
     win_start = max(0, steps - win)
     second = optimizer in SECOND_ORDER
     tail = min(int(problem.tail), steps + 1)
+    relative = lr_mode == "sharpness"
 
     def opt(v):
         return optax.identity() if second else make_optimizer(optimizer, hyperparams(v))
 
-    def init(key, v, target):
+    def init(key, v, target, batch=None):
+        """Initial state; ``batch`` (the fixed data or reference sample) is needed for lr_mode = "sharpness"."""
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), problem.init(key, v))
+        lam = (sharpness(problem, params, batch, v, LAMBDA0_ITERS).astype(dtype) if relative
+               else jnp.ones((), dtype))
         z = jnp.zeros((), dtype)
         first = {n: jnp.int32(-1) for n in problem.events}
         return TrajState(params, opt(v).init(params), jnp.int8(ALIVE), jnp.int32(steps), z,
                          jnp.asarray(target, dtype), z, z, jnp.asarray(jnp.inf, dtype), jnp.int32(0), z, z, z, z,
-                         first, jnp.int32(0), jnp.int32(-1), z, z, jnp.int32(0))
+                         first, jnp.int32(0), jnp.int32(-1), z, z, jnp.int32(0), lam)
 
     def advance(s: TrajState, t, loss, grad, v, wloss=None, wmask=True, inactive=True, events=None,
                 direction=None) -> TrajState:
@@ -154,12 +187,15 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
             updates = {k: u * scale[k] if k in scale else u for k, u in updates.items()}
         if problem.constants:  # per-trajectory constants carried in params (e.g. drawn data weights): never move
             updates = {k: jnp.zeros_like(u) if k in problem.constants else u for k, u in updates.items()}
+        if relative:
+            scale = lr_scale(s.lambda0)
+            updates = jax.tree_util.tree_map(lambda u: u * scale, updates)
         new_params = optax.apply_updates(s.params, updates)
         step_norm = jnp.where(move, tree_norm(updates), s.step_norm)
         keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(move, x, y), a, b)  # noqa: E731
         return TrajState(keep(new_params, s.params), keep(opt_state, s.opt_state), code, stop_step, loss0, s.target,
                          last_loss, last_gnorm, min_loss, dead_count, win_loss, path, win_last, step_norm,
-                         first, conv_count, conv_first, conv_loss, tail_sum, tail_n)
+                         first, conv_count, conv_first, conv_loss, tail_sum, tail_n, s.lambda0)
 
     def finish(s: TrajState) -> dict:
         survivor = classify_survivor(th, loss_start=s.win_start, loss_end=s.win_last, path=s.path,
@@ -176,6 +212,8 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         }
         for name in problem.params:
             out["final_" + name] = s.params[name]
+        if relative:
+            out["lambda0"] = s.lambda0
         for name, f in s.first.items():
             out[name] = (f >= 0).astype(jnp.int8)
             out[name + "_step"] = f
@@ -209,7 +247,7 @@ def run_one(problem: Problem, traj: Trajectory, steps: int, key, v: dict, data=N
     """
     if target is None:
         target = problem.target(data, v)
-    s = traj.init(key, v, target)
+    s = traj.init(key, v, target, data)
 
     def body(t, s):
         batch = data if batch_fn is None else batch_fn(t)

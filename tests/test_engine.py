@@ -24,7 +24,7 @@ def _reference(spec_dict, dtype="float32"):
         v, keys, data_key = engine.chunk_inputs(plan, c)
         problem = engine.problem_for(plan, c.group)
         traj = make_trajectory(problem, spec.train["optimizer"], spec.train["steps"], spec.thresholds(),
-                               jnp.dtype(dtype))
+                               jnp.dtype(dtype), spec.train["lr_mode"])
         data = engine.dataset(spec)
         for j in range(c.valid):  # a chunk holds one trajectory per device
             one = {k: x[j] for k, x in v.items()}

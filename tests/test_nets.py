@@ -51,7 +51,7 @@ def reference(spec_dict, dtype="float32"):
             problem = engine.problem_for(plan, c.group)
             static = {**spec.train, **c.group.static}
             traj = make_trajectory(problem, static["optimizer"], spec.train["steps"], spec.thresholds(),
-                                   jnp.dtype(dtype))
+                                   jnp.dtype(dtype), static["lr_mode"])
             n = spec.problem_options.get("data", {}).get("n", 0)
 
             def run(key, vals, data_key, problem=problem, traj=traj, n=n):

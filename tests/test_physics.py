@@ -91,6 +91,39 @@ def test_linear_regression_critical_lr_is_two_over_lambda_max():
     assert edge_lo <= lr_c * 1.01 and edge_hi >= lr_c * 0.99 and edge_hi / edge_lo < 1.01
 
 
+def test_sharpness_lr_mode_puts_the_gd_edge_at_lr_2_for_every_init():
+    """train.lr_mode = "sharpness": the step is lr / lambda0, so on a quadratic loss GD is stable iff lr < 2,
+    whatever the data's lambda_max; lambda0 is the exact top Hessian eigenvalue."""
+    spec = {"problem": {"name": "neuron", "activation": "linear", "teacher": "linear",
+                        "data": {"dist": "normal", "mean": 1.0, "std": 1.5, "n": 128}},
+            "train": {"steps": 4000, "lr_mode": "sharpness"}}
+    x = np.asarray(dataset(sweep.parse_spec(spec))[0], np.float64)
+    H = 2 * np.array([[np.mean(x * x), np.mean(x)], [np.mean(x), 1.0]])
+    lrs = np.array([1.8, 1.95, 1.99, 2.01, 2.05, 2.2])
+    ds = sweep.run({**spec, "axes": {"lr": lrs.tolist(), "w0": [-1.0, 0.3, 2.0]}}, dtype="float64", progress=False)
+    np.testing.assert_allclose(ds.lambda0.values, np.linalg.eigvalsh(H).max(), rtol=1e-6)
+    out = ds.outcome.values  # (lr, w0)
+    assert np.all(out[lrs < 2] == Outcome.CONVERGED), names(out)
+    assert np.all(out[lrs > 2] == Outcome.DIVERGED), names(out)
+
+
+def test_sharpness_lr_mode_makes_the_quartic_basin_independent_of_x0():
+    """L = x^4: lambda0 = 12 x0^2, so lr_eff * x0^2 = lr / 12 and GD converges iff lr < 6, from any x0 != 0;
+    at x0 = 0 lambda0 = 0 and the run is nan (documented)."""
+    lrs = [5.0, 5.9, 6.1, 7.0]
+    x0 = [-1.5, 0.25, 1.0, 3.0]
+    ds = sweep.run({"problem": {"name": "quartic"}, "train": {"steps": 3000, "lr_mode": "sharpness"},
+                    "axes": {"lr": lrs, "x0": x0}}, dtype="float64", progress=False)
+    np.testing.assert_allclose(ds.lambda0.values, 12 * np.square(x0)[None, :] * np.ones((4, 1)), rtol=1e-9)
+    out = ds.outcome.values
+    assert np.all(out[:2] == Outcome.CONVERGED), names(out)
+    assert np.all(out[2:] != Outcome.CONVERGED), names(out)
+    zero = sweep.run({"problem": {"name": "quartic"}, "train": {"steps": 10, "lr_mode": "sharpness"},
+                      "axes": {"x0": [0.0, 1.0]}}, progress=False)
+    assert zero.outcome.values[0] == Outcome.NAN and zero.stop_step.values[0] == 1
+    assert np.isnan(zero.final_x.values[0]) and zero.lambda0.values[0] == 0 and np.isfinite(zero.final_x.values[1])
+
+
 @pytest.mark.parametrize("g0,expected", [(0.0, "dead"), (1.0, "converged")])
 def test_relu_grad_at_zero_decides_a_run_that_starts_on_the_kink(g0, expected):
     """relu(w x) from w0 = 0: every pre-activation is exactly 0, so relu'(0) alone decides the run."""
