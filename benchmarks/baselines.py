@@ -22,12 +22,24 @@ Workloads (see :func:`workload`):
   and lr1 for W2 on a 64x64 logspace(-2, 1) grid, ``W ~ N(0, 1/fan_in)`` (one init shared
   by every trajectory), 500 steps.
 
+- ``C``: the MLP classifier of the problem library (``sweep`` problem ``mlp``): 2 -> 16 -> 16 -> 3,
+  relu hidden layers with biases, an output bias, softmax cross-entropy averaged over the points
+  (objective ``xent``: mean over points of ``-sum_k y_k log softmax(logits)_k``, no 1/2), on the
+  engine's built-in ``spirals`` data (256 fixed points, 3 classes, noise 0.1, drawn by the
+  engine's own generator from its data key), full-batch plain GD, 500 steps, a 64x64 grid of
+  lr = logspace(-2, 1) x init_scale = logspace(-1, 0.5) (4,096 trajectories). Initial weights are
+  the engine's (``init_dist`` uniform: every weight ``init_scale * U[-1, 1]`` from the
+  trajectory's key, biases 0): :func:`mlp_setup` computes every trajectory's initial parameters
+  once with the engine's own ``problem.init``, outside the timed calls, so every baseline trains
+  exactly the engine's trajectories. 541,158 FLOPs per trajectory-step (:func:`mlp_flops`).
+
 The derivative of relu at 0 is 0 everywhere (``jax.nn.relu``, ``torch.relu``, and the
 ``z > 0`` mask of the NumPy code).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import time
@@ -54,15 +66,17 @@ class Workload:
     """
 
     name: str
-    problem: str                 # "neuron" | "two_layer"
+    problem: str                 # "neuron" | "two_layer" | "mlp"
     optimizer: str               # "sgd" | "adam"
     steps: int
     axes: dict                   # axis name -> (k,) float32 values
     lr: float | None = None      # when lr is not an axis (neuron)
     fresh: bool = False          # neuron: fresh batch every step (common random numbers)
     n_points: int = 256          # neuron: fixed batch size, or fresh batch size
-    dim: int = 16                # two_layer: input dim
+    dim: int = 16                # two_layer, mlp: input dim
     width: int = 16              # two_layer: hidden width
+    widths: tuple = (16, 16)     # mlp: hidden widths
+    classes: int = 3             # mlp: classes
     seed: int = 0
 
     @property
@@ -71,10 +85,12 @@ class Workload:
 
     @property
     def params(self) -> tuple[str, ...]:
+        if self.problem == "mlp":  # the engine's names: W<l>, b<l>, layer L = len(widths) the output
+            return tuple(f"{w}{l}" for l in range(len(self.widths) + 1) for w in ("W", "b"))
         return ("w", "b") if self.problem == "neuron" else ("W1", "W2")
 
 
-WORKLOADS = ("A", "A-fresh", "A-adam", "B")
+WORKLOADS = ("A", "A-fresh", "A-adam", "B", "C")
 
 
 def workload(name: str, *, quick: bool = False) -> Workload:
@@ -96,6 +112,11 @@ def workload(name: str, *, quick: bool = False) -> Workload:
         k = 16 if quick else 64
         return Workload(name, "two_layer", "sgd", 100 if quick else 500,
                         {"lr0": log(-2, 1, k), "lr1": log(-2, 1, k)}, n_points=272)
+    if name == "C":
+        k = 16 if quick else 64
+        return Workload(name, "mlp", "sgd", 100 if quick else 500,
+                        {"lr": log(-2, 1, k), "init_scale": log(-1, 0.5, k)},
+                        n_points=256, dim=2, widths=(16, 16), classes=3)
     raise KeyError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
 
 
@@ -124,8 +145,11 @@ def fixed_data(wl: Workload) -> dict[str, np.ndarray]:
     """The workload's fixed data (and shared init for ``two_layer``), float32 NumPy arrays.
 
     neuron: ``x, y`` (n_points,); two_layer: ``x`` (n, dim), ``y`` (n,), ``W1`` (width, dim),
-    ``W2`` (width,).
+    ``W2`` (width,); mlp: ``x`` (n, dim), ``y`` (n, classes) one-hot, ``labels`` (n,) int64
+    (the engine's data, :func:`mlp_setup`).
     """
+    if wl.problem == "mlp":
+        return dict(mlp_setup(wl).data)
     rng = np.random.default_rng(wl.seed)
     if wl.problem == "neuron":
         x = rng.standard_normal(wl.n_points).astype(np.float32)
@@ -173,6 +197,130 @@ def two_layer_flops(n: int, d: int, h: int) -> int:
     return 4 * n * d * h + 9 * n * h + 2 * n + 2 * h * (d + 1)
 
 
+def mlp_spec(wl: Workload) -> dict:
+    """The ``sweep.run`` spec of an ``mlp`` workload (``throughput.engine_spec`` runs it, and
+    :func:`mlp_setup` reads the engine's data and initial weights from it)."""
+    ax = wl.axes
+    log = lambda v: {"logspace": [round(math.log10(v[0]), 6), round(math.log10(v[-1]), 6), len(v)]}  # noqa: E731
+    return {"seed": wl.seed,
+            "problem": {"name": "mlp", "widths": list(wl.widths), "activation": "relu",
+                        "objective": "xent", "out_bias": True, "init_dist": "uniform",
+                        "bias_dist": "constant",
+                        "data": {"source": "spirals", "n": wl.n_points, "classes": wl.classes,
+                                 "noise": 0.1}},
+            "init": {"bias_init": 0.0},
+            "train": {"steps": wl.steps, "optimizer": "sgd"},
+            "axes": {"lr": log(ax["lr"]), "init_scale": log(ax["init_scale"])}}
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpSetup:
+    """What the baselines take from the engine for an ``mlp`` workload (see :func:`mlp_setup`)."""
+
+    data: dict       # x (n, d) float32, y (n, classes) float32 one-hot, labels (n,) int64
+    init: dict       # parameter name -> (n_traj, ...) float32: every grid point's initial value
+
+
+@functools.lru_cache(maxsize=4)
+def mlp_setup(wl: Workload) -> MlpSetup:
+    """The engine's data and every trajectory's initial parameters, computed once per workload.
+
+    The data are drawn by the engine's own generator (``problem.sample``) from the engine's data
+    key, under ``jit`` as the engine does (eager evaluation, e.g. ``sweep.engine.dataset``,
+    differs from it in the last bits); the initial parameters are the engine's
+    ``problem.init(key, v)`` with each trajectory's key and traced values from
+    ``engine.chunk_inputs``. Nothing of this is timed.
+    """
+    import sweep
+    from sweep import engine
+
+    spec = sweep.parse_spec(mlp_spec(wl))
+    plan = engine.make_plan(spec)
+    problem = engine.problem_for(plan, plan.groups[0])
+    init = jax.jit(jax.vmap(problem.init))
+    table = None
+    want = expand(wl.axes)
+    for c in engine.chunks(plan):
+        v, keys, data_key = engine.chunk_inputs(plan, c)
+        idx, n = c.index[:c.valid], c.valid
+        for k in wl.axes:  # the engine's grid is the workload's grid, point for point
+            if not np.array_equal(np.asarray(v[k])[:n], want[k][idx]):
+                raise RuntimeError(f"engine axis {k!r} differs from the workload's")
+        p0 = jax.device_get(init(keys, v))
+        if table is None:
+            table = {k: np.empty((wl.n_traj,) + p0[k].shape[1:], np.float32) for k in wl.params}
+            x, y = jax.device_get(jax.jit(problem.sample, static_argnums=1)(data_key, wl.n_points))
+        for k in wl.params:
+            table[k][idx] = p0[k][:n]
+    data = {"x": np.array(x, np.float32), "y": np.array(y, np.float32),  # writable copies
+            "labels": np.argmax(y, axis=1).astype(np.int64)}
+    return MlpSetup(data, table)
+
+
+def grid_index(wl: Workload, axes: Axes) -> np.ndarray:
+    """Flat indices in the full grid ``wl.axes`` of the C-order product of sub-grid ``axes``."""
+    pos = [np.searchsorted(wl.axes[k], axes[k]) for k in wl.axes]  # axes are increasing
+    for k, p in zip(wl.axes, pos):
+        if not np.array_equal(wl.axes[k][p], axes[k]):
+            raise ValueError(f"axis {k!r}: values not on the workload's grid")
+    grids = np.meshgrid(*pos, indexing="ij")
+    return np.ravel_multi_index([g.ravel() for g in grids], [len(v) for v in wl.axes.values()])
+
+
+def inputs(wl: Workload, axes: Axes) -> dict[str, np.ndarray]:
+    """Per-trajectory inputs of ``axes`` (C order): :func:`expand`'s swept values, and for
+    ``mlp`` every initial parameter (name -> (n, ...) float32, the engine's values)."""
+    hp = expand(axes)
+    if wl.problem == "mlp":
+        idx = grid_index(wl, axes)
+        hp.update({k: v[idx] for k, v in mlp_setup(wl).init.items()})
+    return hp
+
+
+def mlp_flops(n: int, d: int, widths: tuple[int, ...], k: int) -> int:
+    """FLOPs of one full-batch GD step of the ``mlp`` (relu hidden layers with biases, output
+    bias, softmax cross-entropy averaged over the points), one trajectory.
+
+    Counted by hand (a multiply-add = 2; an exp, log, max, compare or select = 1), n points,
+    layer sizes s_0 = d, s_1 .. s_L = widths, s_{L+1} = k classes; A_0 = X, layer l maps
+    s_l -> s_{l+1}::
+
+        forward   Z_{l+1} = A_l W_l^T + b_l    2 n s_l s_{l+1} + n s_{l+1}   each layer l = 0..L
+                  A_l = relu(Z_l)              n s_l                         each hidden l = 1..L
+                  softmax: max, z - max, exp,
+                    sum, divide                5 n k
+                  loss: log-sum + max - z_y,
+                    mean                       4 n
+        backward  G_{L+1} = (P - Y) / n        2 n k
+                  gW_l = G_{l+1}^T A_l         2 n s_l s_{l+1}               each layer l = 0..L
+                  gb_l = sum G_{l+1}           n s_{l+1}                     each layer
+                  dA_l = G_{l+1} W_l           2 n s_l s_{l+1}               l = 1..L (no dX)
+                  G_l = dA_l * [Z_l > 0]       n s_l                         l = 1..L
+        update    p -= lr * g                  2 P,  P = sum_l (s_l s_{l+1} + s_{l+1})
+
+    n=256, d=2, widths (16, 16), k=3: 541,158 FLOPs (499,712 of them in the eight matrix
+    products: 4 n (32 + 256 + 48) + 2 n (256 + 48)).
+    """
+    s = (d, *widths, k)
+    L = len(widths)
+    total = 0
+    for l in range(L + 1):
+        total += 4 * n * s[l] * s[l + 1] + 2 * n * s[l + 1]    # forward + gW, bias add + gb
+        total += 2 * (s[l] * s[l + 1] + s[l + 1])               # update
+        if l > 0:
+            total += 2 * n * s[l] * s[l + 1] + 2 * n * s[l]    # dA, relu + its mask
+    return total + 5 * n * k + 4 * n + 2 * n * k
+
+
+def workload_flops(wl: Workload) -> int | None:
+    """Hand-counted FLOPs per trajectory-step of a workload (None: not counted, the neuron)."""
+    if wl.problem == "two_layer":
+        return two_layer_flops(wl.n_points, wl.dim, wl.width)
+    if wl.problem == "mlp":
+        return mlp_flops(wl.n_points, wl.dim, wl.widths, wl.classes)
+    return None
+
+
 def have(module: str) -> bool:
     """Whether an optional baseline's package (``torch``, ``optuna``) is installed."""
     return importlib.util.find_spec(module) is not None
@@ -190,11 +338,27 @@ def _loss_two_layer(params, x, y):
     return jnp.mean((jnp.tanh(x @ w1.T) @ w2 - y) ** 2)
 
 
+def _loss_mlp(params, x, y):
+    """Mean softmax cross-entropy of the MLP; params (W0, b0, W1, b1, ..., W_L, b_L), y one-hot."""
+    *hidden, w_out, b_out = params
+    h = x
+    for w, b in zip(hidden[::2], hidden[1::2]):
+        h = jax.nn.relu(h @ w.T + b)
+    return optax.softmax_cross_entropy(h @ w_out.T + b_out, y).mean()
+
+
 def _jax_problem(wl: Workload):
     """(loss, init(hp, data), make_tx(hp), batch(data, t), data) for ONE trajectory.
 
-    ``hp`` holds the trajectory's swept scalars; ``data`` is shared by all trajectories.
+    ``hp`` holds the trajectory's swept scalars (and for mlp its initial parameters, see
+    :func:`inputs`); ``data`` is shared by all trajectories.
     """
+    if wl.problem == "mlp":
+        data = {k: jnp.asarray(v) for k, v in fixed_data(wl).items() if k in ("x", "y")}
+        init = lambda hp, data: tuple(hp[k] for k in wl.params)  # noqa: E731
+        make_tx = lambda hp: optax.sgd(hp["lr"])  # noqa: E731
+        batch = lambda data, t: (data["x"], data["y"])  # noqa: E731
+        return _loss_mlp, init, make_tx, batch, data
     if wl.problem == "neuron":
         loss = _loss_neuron
         init = lambda hp, data: (hp["w0"], hp["b0"])  # noqa: E731
@@ -264,14 +428,15 @@ def make_jax_scan(wl: Workload, *, steps: int | None = None, chunk: int = 2048):
     train = jax.jit(jax.vmap(train_one, in_axes=(0, None)))
 
     def run(axes: Axes) -> Finals:
-        hp = expand(axes)
+        hp = inputs(wl, axes)
         n = len(next(iter(hp.values())))
         c = min(chunk, n)
         outs = []
         for s in range(0, n, c):
             part = {k: v[s:s + c] for k, v in hp.items()}
-            if len(next(iter(part.values()))) < c:  # pad the last chunk
-                part = {k: np.pad(v, (0, c - len(v)), mode="edge") for k, v in part.items()}
+            if len(next(iter(part.values()))) < c:  # pad the last chunk (along the trajectories)
+                part = {k: np.pad(v, [(0, c - len(v))] + [(0, 0)] * (v.ndim - 1), mode="edge")
+                        for k, v in part.items()}
             outs.append(train(part, data))
         outs = jax.device_get(outs)
         return {k: np.concatenate([o[i] for o in outs])[:n] for i, k in enumerate(wl.params)}
@@ -286,7 +451,7 @@ def make_jax_naive(wl: Workload, *, steps: int | None = None):
     train = jax.jit(train_one)
 
     def run(axes: Axes) -> Finals:
-        hp = expand(axes)
+        hp = inputs(wl, axes)
         n = len(next(iter(hp.values())))
         out = []
         for i in range(n):
@@ -305,7 +470,7 @@ def make_jax_steploop(wl: Workload, *, steps: int | None = None):
     n_steps = steps or wl.steps
 
     def run(axes: Axes) -> Finals:
-        hp = {k: jnp.asarray(v) for k, v in expand(axes).items()}
+        hp = {k: jnp.asarray(v) for k, v in inputs(wl, axes).items()}
         params, opt_state = init(hp, data)
         for t in range(n_steps):
             params, opt_state = step(params, opt_state, hp, data, t)
@@ -352,6 +517,46 @@ def _np_two_layer_grads(w1, w2, x, y):
     return g1, g2
 
 
+def _np_mlp_grads(params, xt, yt):
+    """Analytic gradients of the MLP's mean softmax cross-entropy, features x points layout.
+
+    params [W0, b0, ..., W_L, b_L], with or without leading trajectory dims: W_l (..., s_{l+1},
+    s_l), b_l (..., s_{l+1}); xt (d, n) the inputs and yt (k, n) the one-hot labels, shared.
+    Returns the gradients in the same order and shapes (one trajectory, or a stack at once:
+    every product is a matmul over the stack).
+    """
+    ws, bs = params[::2], params[1::2]
+    acts, zs = [xt], []
+    for w, b in zip(ws[:-1], bs[:-1]):
+        z = w @ acts[-1] + b[..., None]
+        zs.append(z)
+        acts.append(np.maximum(z, 0))
+    z = ws[-1] @ acts[-1] + bs[-1][..., None]                       # logits (..., k, n)
+    z -= z.max(axis=-2, keepdims=True)
+    g = np.exp(z)
+    g /= g.sum(axis=-2, keepdims=True)                               # softmax
+    g -= yt
+    g *= np.float32(1 / xt.shape[1])                                 # d loss / d logits
+    grads = []
+    for l in range(len(ws) - 1, -1, -1):
+        grads += [g.sum(axis=-1), g @ acts[l].swapaxes(-1, -2)]     # gb_l, gW_l
+        if l:
+            g = (ws[l].swapaxes(-1, -2) @ g) * (zs[l - 1] > 0)       # relu'(0) = 0
+    return grads[::-1]
+
+
+def _np_mlp_loss(params, xt, labels) -> float:
+    """The MLP's mean softmax cross-entropy for ONE trajectory (float64 log-sum-exp)."""
+    ws, bs = params[::2], params[1::2]
+    h = xt
+    for w, b in zip(ws[:-1], bs[:-1]):
+        h = np.maximum(w @ h + b[:, None], 0)
+    z = (ws[-1] @ h + bs[-1][:, None]).astype(np.float64)
+    m = z.max(axis=0)
+    lse = m + np.log(np.exp(z - m).sum(axis=0))
+    return float(np.mean(lse - z[labels, np.arange(z.shape[1])]))
+
+
 def make_numpy(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
     """Baseline 3, hand-vectorised NumPy with analytic gradients: all trajectories of a
     chunk advance together (a Python loop over steps inside a loop over chunks; chunks
@@ -359,8 +564,17 @@ def make_numpy(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
     n_steps = steps or wl.steps
     data = fixed_data(wl)
     stream = fresh_stream(wl, n_steps) if wl.fresh else None
+    if wl.problem == "mlp":
+        xt, yt = np.ascontiguousarray(data["x"].T), np.ascontiguousarray(data["y"].T)
 
     def run_chunk(hp):
+        if wl.problem == "mlp":
+            params = [hp[k].copy() for k in wl.params]
+            lrs = [hp["lr"].reshape((-1,) + (1,) * (p.ndim - 1)) for p in params]
+            for _ in range(n_steps):
+                for p, g, lr in zip(params, _np_mlp_grads(params, xt, yt), lrs):
+                    p -= lr * g
+            return params
         if wl.problem == "two_layer":
             c = len(hp["lr0"])
             w1 = np.repeat(data["W1"][None], c, 0)
@@ -390,7 +604,7 @@ def make_numpy(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
         return w, b
 
     def run(axes: Axes) -> Finals:
-        hp = expand(axes)
+        hp = inputs(wl, axes)
         n = len(next(iter(hp.values())))
         with np.errstate(all="ignore"):  # diverging trajectories overflow, as expected
             parts = [run_chunk({k: v[s:s + chunk] for k, v in hp.items()})
@@ -416,10 +630,19 @@ def make_torch(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
     if wl.problem == "neuron":
         def loss(w, b, x, y):
             return ((torch.relu(w * x + b) - y) ** 2).mean()
-    else:
+    elif wl.problem == "two_layer":
         def loss(w1, w2, x, y):
             return ((torch.tanh(x @ w1.T) @ w2 - y) ** 2).mean()
-    grads = vmap(grad(loss, argnums=(0, 1)), in_dims=(0, 0, None, None))
+    if wl.problem == "mlp":
+        def mlp_loss(params, x, labels):  # params (W0, b0, ..., W_L, b_L); mean cross-entropy
+            *hidden, w_out, b_out = params
+            h = x
+            for w, b in zip(hidden[::2], hidden[1::2]):
+                h = torch.relu(h @ w.T + b)
+            return torch.nn.functional.cross_entropy(h @ w_out.T + b_out, labels)
+        mlp_grads = vmap(grad(mlp_loss), in_dims=(0, None, None))
+    else:
+        grads = vmap(grad(loss, argnums=(0, 1)), in_dims=(0, 0, None, None))
 
     def adam(p, g, m, v, t, lr):
         m = ADAM_B1 * m + (1 - ADAM_B1) * g
@@ -429,6 +652,13 @@ def make_torch(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
         return p - lr * m_hat / (v_hat.sqrt() + ADAM_EPS), m, v
 
     def run_chunk(hp):
+        if wl.problem == "mlp":
+            params = tuple(hp[k].clone() for k in wl.params)
+            lrs = [hp["lr"].reshape((-1,) + (1,) * (p.dim() - 1)) for p in params]
+            for _ in range(n_steps):
+                for p, g, lr in zip(params, mlp_grads(params, data["x"], data["labels"]), lrs):
+                    p -= lr * g
+            return params
         if wl.problem == "two_layer":
             c = len(hp["lr0"])
             w1 = data["W1"].expand(c, -1, -1).clone()
@@ -455,7 +685,7 @@ def make_torch(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
         return w, b
 
     def run(axes: Axes) -> Finals:
-        hp = {k: torch.from_numpy(v) for k, v in expand(axes).items()}
+        hp = {k: torch.from_numpy(v) for k, v in inputs(wl, axes).items()}
         n = len(next(iter(hp.values())))
         with torch.no_grad():
             parts = [run_chunk({k: v[s:s + chunk] for k, v in hp.items()})
@@ -467,8 +697,17 @@ def make_torch(wl: Workload, *, steps: int | None = None, chunk: int = 4096):
 
 # --------------------------------------------------------------------------- Optuna
 
-def _train_one_numpy(wl: Workload, hp: dict[str, float], data, stream, n_steps):
-    """ONE trajectory in plain NumPy (what an Optuna objective typically runs)."""
+def _train_one_numpy(wl: Workload, hp: dict[str, float], data, stream, n_steps, init=None):
+    """ONE trajectory in plain NumPy (what an Optuna objective typically runs); ``init``: the
+    initial parameters (mlp)."""
+    if wl.problem == "mlp":
+        xt, yt = data["xt"], data["yt"]
+        params = [init[k].copy() for k in wl.params]
+        lr = np.float32(hp["lr"])
+        for _ in range(n_steps):
+            for p, g in zip(params, _np_mlp_grads(params, xt, yt)):
+                p -= lr * g
+        return dict(zip(wl.params, params)), _np_mlp_loss(params, xt, data["labels"])
     if wl.problem == "two_layer":
         x, y = data["x"], data["y"]
         w1, w2 = data["W1"].copy(), data["W2"].copy()
@@ -516,6 +755,10 @@ def make_optuna(wl: Workload, *, steps: int | None = None):
     data = fixed_data(wl)
     stream = fresh_stream(wl, n_steps) if wl.fresh else None
     bounds = {k: (float(v.min()), float(v.max())) for k, v in wl.axes.items()}
+    table = None
+    if wl.problem == "mlp":  # the engine's initial parameters of every grid point
+        table = mlp_setup(wl).init
+        data["xt"], data["yt"] = np.ascontiguousarray(data["x"].T), np.ascontiguousarray(data["y"].T)
 
     def run(axes: Axes) -> Finals:
         finals = {}
@@ -524,8 +767,12 @@ def make_optuna(wl: Workload, *, steps: int | None = None):
         def objective(trial):
             nonlocal train_s
             hp = {k: trial.suggest_float(k, *bounds[k]) for k in axes}
+            init = None
+            if table is not None:
+                i = grid_index(wl, {k: np.array([hp[k]], np.float32) for k in axes})[0]
+                init = {k: v[i] for k, v in table.items()}
             t0 = time.perf_counter()
-            params, loss = _train_one_numpy(wl, hp, data, stream, n_steps)
+            params, loss = _train_one_numpy(wl, hp, data, stream, n_steps, init)
             train_s += time.perf_counter() - t0
             finals[tuple(np.float32(hp[k]) for k in axes)] = params
             return loss
