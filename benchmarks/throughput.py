@@ -20,6 +20,12 @@ Optuna (baseline 5) is timed on 1,000 trials and extrapolated linearly, which fl
 its GridSampler bookkeeping per trial grows with the number of past trials; the table
 also gives the rate of its training alone.
 
+The engine runs each chunk on every local device: on CPU, one JAX CPU device per usable core
+(``sweep.cores``; ``import sweep`` sets it up, so this script imports sweep before anything
+starts JAX's backends). Each workload also gets the row "engine, 1 CPU device": the same
+run with the engine restricted to the first device, for comparison with the baselines, which
+are single-device programs (CPU backend only).
+
 Workload C is the ``mlp`` problem of the engine's library (spirals, 2 -> 16 -> 16 -> 3 relu,
 softmax cross-entropy, GD, lr x init_scale grid; ``baselines.py`` has the definition): the
 baselines train exactly the engine's trajectories (its data and its per-trajectory initial
@@ -29,6 +35,7 @@ engine's own final loss with the textbook program's on the checked trajectories.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -45,10 +52,20 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+try:  # first: importing sweep gives the CPU backend one device per core, before JAX starts
+    import sweep  # noqa: E402,F401
+except ImportError:
+    sys.path.append(str(ROOT))  # a checkout that is not pip-installed; installed wins
+    try:
+        import sweep  # noqa: E402,F401
+    except Exception:  # noqa: BLE001 - the engine rows are skipped, with the reason
+        sweep = None
+except Exception:  # noqa: BLE001 - a broken engine must not stop the baselines
+    sweep = None
 import baselines as bl  # noqa: E402
 
 REPEATS = 3
-COMPILED = ("engine", "engine-reported", "jax-scan", "jax-naive", "jax-steploop")
+COMPILED = ("engine", "engine-reported", "engine-1dev", "jax-scan", "jax-naive", "jax-steploop")
 QUICK = False  # set by --quick: always REPEATS warm calls
 
 
@@ -98,6 +115,7 @@ def machine_info() -> dict:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "engine_devices": len(sweep.engine.local_devices()) if sweep is not None else None,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "hostname": platform.node(),
     }
@@ -162,11 +180,29 @@ def engine_spec(wl: bl.Workload) -> dict:
 ENGINE_RESULTS: dict = {}  # workload name -> the engine's last Dataset (agreement check of C)
 
 
+@contextlib.contextmanager
+def one_engine_device():
+    """Restrict the engine to the first of its local devices for the duration (its compiled
+    functions and meshes are cached per device set, so the caches are cleared on the way in and
+    out: the first call inside compiles, as a fresh process would)."""
+    from sweep import engine
+
+    every = engine.local_devices
+    engine._COMPILED.clear()
+    engine._SHARDINGS.clear()
+    engine.local_devices = lambda: every()[:1]
+    try:
+        yield
+    finally:
+        engine.local_devices = every
+        engine._COMPILED.clear()
+        engine._SHARDINGS.clear()
+
+
 def measure_engine(wl: bl.Workload) -> dict:
     """Time ``sweep.run(spec, progress=False)``; raises when the engine can't run it."""
-    if str(ROOT) not in sys.path:
-        sys.path.append(str(ROOT))  # a checkout that is not pip-installed; installed wins
-    import sweep
+    if sweep is None:
+        raise ImportError("sweep could not be imported")
 
     spec = engine_spec(wl)
     runs = []
@@ -312,6 +348,25 @@ def run_workload(wl: bl.Workload, plan: Plan, impls: set[str], peak: float, log)
                 m2 = dict(m, best_s=m["reported_best_run_s"])
                 add("engine-reported", "engine (own run_time_s)", m2, wl.n_traj, wl.steps,
                     "engine's run_time_s attr")
+
+    if "engine-1dev" in impls:
+        label = "engine, 1 CPU device"
+        n_dev = len(sweep.engine.local_devices()) if sweep is not None else 0
+        if jax.default_backend() != "cpu":
+            skip("engine-1dev", label, f"only on the CPU backend (this is {jax.default_backend()})")
+        elif n_dev < 2:
+            skip("engine-1dev", label, "the engine has only one device here: same as the engine row"
+                 if n_dev else "sweep could not be imported")
+        else:
+            try:
+                with one_engine_device():
+                    m = measure_engine(wl)
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:160]
+                skip("engine-1dev", label, f"failed ({reason})")
+            else:
+                add("engine-1dev", label, m, wl.n_traj, wl.steps,
+                    f"the engine on 1 of its {n_dev} CPU devices (baselines use one device)")
 
     if "jax-scan" in impls:
         label, make = bl.BASELINES["jax-scan"]
@@ -470,7 +525,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None,
                     help=f"comma-separated workloads (default all: {','.join(bl.WORKLOADS)})")
     ap.add_argument("--impl", default=None,
-                    help="comma-separated implementations (default all: engine,"
+                    help="comma-separated implementations (default all: engine,engine-1dev,"
                          + ",".join(bl.BASELINES) + ")")
     args = ap.parse_args(argv)
 
@@ -479,7 +534,7 @@ def main(argv=None) -> int:
     bad = [s for s in only if s.lower() not in names]
     if bad:
         ap.error(f"--only: unknown workload(s) {bad}; known: {', '.join(bl.WORKLOADS)}")
-    all_impls = ["engine", *bl.BASELINES]
+    all_impls = ["engine", "engine-1dev", *bl.BASELINES]
     impls = set(s.strip() for s in args.impl.split(",")) if args.impl else set(all_impls)
     if impls - set(all_impls):
         ap.error(f"--impl: unknown {sorted(impls - set(all_impls))}; known: {', '.join(all_impls)}")
