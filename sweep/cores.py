@@ -8,8 +8,12 @@ usable core, which must happen before JAX starts its backends - ``import sweep``
 Control: the environment variable ``SWEEP_CPU_DEVICES`` (a positive integer; ``1`` keeps JAX's
 single CPU device). Nothing is changed when JAX has already started its backends, when
 ``XLA_FLAGS`` sets ``--xla_force_host_platform_device_count``, or when ``jax_num_cpu_devices``
-was set by the caller. Results do not depend on the device count (each trajectory is
-computed on one device, independently of the others).
+was set by the caller. Each trajectory is computed on one device, independently of the
+others, so the device count only changes how many share a compiled call (for the scalar
+problems the results are bit-identical; for networks, whose losses sum over units and points
+inside a trajectory, XLA may vectorise those sums differently for very small per-device chunks,
+which can move the last bits). Programs with batched LAPACK calls (``jnp.linalg``: second-order
+optimizers, some targets and metrics) run on one device: see ``engine.LINALG_PRIMITIVES``.
 """
 from __future__ import annotations
 

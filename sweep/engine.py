@@ -176,6 +176,7 @@ class ChunkFns(NamedTuple):
     start: Callable  # (v, keys, data_key) -> state
     advance: Callable  # (state, v, data_key, t0, t1) -> state: steps t0 .. t1-1
     finish: Callable  # (state, v, data_key) -> results
+    sharding: Any = None  # the trajectory sharding the inputs go in with (None: one device)
 
 
 def _build_chunk_fn(key) -> ChunkFns:
@@ -314,7 +315,7 @@ def _build_chunk_fn(key) -> ChunkFns:
 
     fns = (run_chunk, counted(start), counted(lambda state, v, data_key, t0, t1: advance(state, {}, v, data_key, t0, t1)[0]),
            counted(lambda state, v, data_key: finish(state, {}, v, data_key)))
-    sharding = _traj_sharding()
+    sharding = _traj_sharding() if n_dev > 1 else None
     if sharding is not None:  # one independent program per device: no collectives, each exits early on its own
         from jax.sharding import PartitionSpec as P
 
@@ -323,13 +324,51 @@ def _build_chunk_fn(key) -> ChunkFns:
                  (P("traj"), P("traj"), shared, shared, shared), (P("traj"), P("traj"), shared))
         fns = tuple(jax.shard_map(f, mesh=sharding.mesh, in_specs=sp, out_specs=P("traj"), check_vma=False)
                     for f, sp in zip(fns, specs))
-    return ChunkFns(*(jax.jit(f) for f in fns))
+    return ChunkFns(*(jax.jit(f) for f in fns), sharding=sharding)
+
+
+# Batched LAPACK kernels (jnp.linalg: solve, lstsq, eigh, ...) split their batch over the CPU thread
+# pool and wait for it; with one CPU device per core every pool thread can be running a device's
+# program, waiting the same way - a deadlock (seen with two devices and a batched SVD). Programs that
+# contain these primitives run on one device.
+LINALG_PRIMITIVES = frozenset({
+    "cholesky", "cholesky_update", "eig", "eigh", "geqp3", "geqrf", "hessenberg", "householder_product", "lu",
+    "lu_pivots_to_permutation", "ormqr", "qr", "schur", "svd", "symmetric_product", "triangular_solve",
+    "tridiagonal", "tridiagonal_solve"})
+_ONE_DEVICE: dict = {}
+
+
+def primitives(jaxpr) -> set[str]:
+    """Names of every primitive in a (closed) jaxpr, sub-jaxprs included."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (list, tuple)) else (p,)):
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    names |= primitives(sub)
+    return names
 
 
 def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> ChunkFns:
     key = _static_key(plan, g, chunk, record_every)
     fn = _COMPILED.get(key)
     if fn is None:
+        one = key[:-1] + (1,)
+        if key[-1] > 1 and jax.default_backend() == "cpu":
+            combo = (key[0], key[1], key[2], key[5])  # problem, static options, data, dtype
+            if combo not in _ONE_DEVICE:
+                single = _COMPILED.get(one) or _build_chunk_fn(one)
+                T = key[4]
+                v, keys, data_key = chunk_inputs(plan._replace(chunk=T), Chunk(g, np.zeros(T, np.int64), T))
+                _ONE_DEVICE[combo] = bool(primitives(jax.make_jaxpr(single.run)(v, keys, data_key)) & LINALG_PRIMITIVES)
+                _COMPILED[one] = single
+            if _ONE_DEVICE[combo]:
+                if one not in _COMPILED:
+                    _COMPILED[one] = _build_chunk_fn(one)
+                _COMPILED[key] = _COMPILED[one]
+                return _COMPILED[key]
         fn = _COMPILED[key] = _build_chunk_fn(key)
     return fn
 
@@ -447,11 +486,11 @@ def _traj_sharding():
 def run_chunk(plan: Plan, c: Chunk) -> dict[str, np.ndarray]:
     """Run one chunk (spread over the local devices); returns host arrays of the valid trajectories."""
     v, keys, data_key = chunk_inputs(plan, c)
-    sharding = _traj_sharding()
-    if sharding is not None:
-        v = jax.device_put(v, sharding)
-        keys = jax.device_put(keys, sharding)
-    out = chunk_fn(plan, c.group).run(v, keys, data_key)
+    fns = chunk_fn(plan, c.group)
+    if fns.sharding is not None:
+        v = jax.device_put(v, fns.sharding)
+        keys = jax.device_put(keys, fns.sharding)
+    out = fns.run(v, keys, data_key)
     out = jax.device_get(out)
     return {k: np.asarray(x)[: c.valid] for k, x in out.items()}
 
@@ -477,8 +516,7 @@ def run_window(plan: Plan, window: list[Chunk]) -> list[dict[str, np.ndarray]]:
     g = window[0].group
     fns = chunk_fn(plan, g)
     T, steps, seg = plan.chunk, plan.spec.train["steps"], _segments(plan)
-    sharding = _traj_sharding()
-    put = (lambda x: jax.device_put(x, sharding)) if sharding is not None else (lambda x: x)
+    put = (lambda x: jax.device_put(x, fns.sharding)) if fns.sharding is not None else (lambda x: x)
     inputs = [chunk_inputs(plan, c) for c in window]
     data_key = inputs[0][2]
     states = [jax.device_get(fns.start(put(v), put(k), data_key)) for v, k, _ in inputs]
@@ -577,7 +615,8 @@ def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | Non
         key = jax.random.fold_in(key, 0 if step is None else step)
     else:
         n = data.get("n", 0)
-    return jax.tree_util.tree_map(lambda a: a.astype(dt), problem.sample(key, n))
+    # drawn under jit, as the engine draws it (op-by-op evaluation can differ in the last bits)
+    return jax.jit(lambda k: jax.tree_util.tree_map(lambda a: a.astype(dt), problem.sample(k, n)))(key)
 
 
 def recorded_indices(spec: Spec) -> np.ndarray:

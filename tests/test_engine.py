@@ -181,3 +181,18 @@ def test_compaction_gives_identical_results(extra):
     b = sweep.run({**spec, "run": {"compact": True, "segments": 7, "window": 3}}, chunk_size=16, progress=False)
     for name in a.data_vars:
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_programs_with_batched_linalg_run_on_one_device():
+    """Batched LAPACK kernels wait on the CPU thread pool that the devices' programs occupy: with one CPU device
+    per core that deadlocks, so such programs (Newton's solve here) are never split over devices."""
+    def fns(spec_dict):
+        plan = engine.make_plan(sweep.parse_spec(spec_dict))
+        return engine.chunk_fn(plan, plan.groups[0])
+
+    newton = fns(neuron_spec(steps=5, optimizer="newton", axes={"w0": {"linspace": [0.5, 2, 8]}}))
+    sgd = fns(neuron_spec(steps=5, axes={"w0": {"linspace": [0.5, 2, 8]}}))
+    assert newton.sharding is None
+    assert (sgd.sharding is None) == (len(engine.local_devices()) == 1)
+    closed = jax.make_jaxpr(lambda a, b: jnp.linalg.solve(a, b))(jnp.eye(3), jnp.ones(3))
+    assert "lu" in engine.primitives(closed) and not engine.primitives(closed) <= {"jit"}
