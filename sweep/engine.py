@@ -519,7 +519,7 @@ def run_window(plan: Plan, window: list[Chunk]) -> list[dict[str, np.ndarray]]:
     put = (lambda x: jax.device_put(x, fns.sharding)) if fns.sharding is not None else (lambda x: x)
     inputs = [chunk_inputs(plan, c) for c in window]
     data_key = inputs[0][2]
-    states = [jax.device_get(fns.start(put(v), put(k), data_key)) for v, k, _ in inputs]
+    states = jax.device_get([fns.start(put(v), put(k), data_key) for v, k, _ in inputs])
     cat = lambda trees: jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *trees)  # noqa: E731
     state, v_all = cat(states), cat([jax.device_get(v) for v, _, _ in inputs])
     take = lambda tree, idx: jax.tree_util.tree_map(lambda x: x[idx], tree)  # noqa: E731
@@ -527,22 +527,21 @@ def run_window(plan: Plan, window: list[Chunk]) -> list[dict[str, np.ndarray]]:
         live = np.flatnonzero(state.code == -1)
         if live.size == 0:
             break
+        launched = []  # every chunk of the segment is dispatched before any is read back (async dispatch)
         for start in range(0, live.size, T):
             idx = live[start:start + T]
             full = np.concatenate([idx, np.full(T - idx.size, idx[-1])])  # pad with a copy (discarded)
-            out = jax.device_get(fns.advance(put(take(state, full)), put(take(v_all, full)), data_key, t0, t0 + seg))
+            launched.append((idx, fns.advance(put(take(state, full)), put(take(v_all, full)), data_key, t0, t0 + seg)))
+        for idx, out in launched:
 
             def put_back(dst, src, idx=idx):
                 dst[idx] = src[: idx.size]
                 return dst
 
-            state = jax.tree_util.tree_map(put_back, state, out)
-    results = []
-    for j, c in enumerate(window):
-        sl = np.arange(j * T, (j + 1) * T)
-        res = jax.device_get(fns.finish(put(take(state, sl)), put(take(v_all, sl)), data_key))
-        results.append({k: np.asarray(x)[: c.valid] for k, x in res.items()})
-    return results
+            state = jax.tree_util.tree_map(put_back, state, jax.device_get(out))
+    finished = [fns.finish(put(take(state, np.arange(j * T, (j + 1) * T))),
+                           put(take(v_all, np.arange(j * T, (j + 1) * T))), data_key) for j in range(len(window))]
+    return [{k: np.asarray(x)[: c.valid] for k, x in jax.device_get(res).items()} for c, res in zip(window, finished)]
 
 
 def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
