@@ -508,10 +508,13 @@ def _segments(plan: Plan) -> int:
 def run_window(plan: Plan, window: list[Chunk]) -> list[dict[str, np.ndarray]]:
     """Run several chunks of one group with compaction (continuous batching).
 
-    Every trajectory of the window advances in lockstep, ``segment`` steps at a time; before each
-    segment the live ones are packed into as few chunks as possible, so settled trajectories stop
-    costing compute. Each trajectory sees exactly the same operations as in ``run_chunk``: results
-    are identical, whatever the packing.
+    Every trajectory of the window advances in lockstep, ``segment`` steps at a time. Between
+    segments only the chunks' outcome codes come back to the host; when the live trajectories
+    would fit in fewer chunks, they are packed together (the states make a round trip through
+    the host), and chunks with no live trajectory are dropped - so settled trajectories stop
+    costing compute, while a sweep where few settle pays only a small check per segment. Each
+    trajectory sees exactly the same operations as in ``run_chunk``: results are identical,
+    whatever the packing.
     """
     g = window[0].group
     fns = chunk_fn(plan, g)
@@ -519,26 +522,40 @@ def run_window(plan: Plan, window: list[Chunk]) -> list[dict[str, np.ndarray]]:
     put = (lambda x: jax.device_put(x, fns.sharding)) if fns.sharding is not None else (lambda x: x)
     inputs = [chunk_inputs(plan, c) for c in window]
     data_key = inputs[0][2]
-    states = jax.device_get([fns.start(put(v), put(k), data_key) for v, k, _ in inputs])
+    v_dev = [put(v) for v, _, _ in inputs]
+    active = [(np.arange(j * T, (j + 1) * T), fns.start(v_dev[j], put(k), data_key), v_dev[j])
+              for j, (_, k, _) in enumerate(inputs)]  # (window positions of the first len(idx) slots, state, v)
     cat = lambda trees: jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *trees)  # noqa: E731
-    state, v_all = cat(states), cat([jax.device_get(v) for v, _, _ in inputs])
+    state = cat(jax.device_get([s for _, s, _ in active]))  # the window's states on the host
+    v_all = cat([jax.device_get(v) for v in v_dev])
     take = lambda tree, idx: jax.tree_util.tree_map(lambda x: x[idx], tree)  # noqa: E731
-    for t0 in range(0, steps + 1, seg):
-        live = np.flatnonzero(state.code == -1)
-        if live.size == 0:
-            break
-        launched = []  # every chunk of the segment is dispatched before any is read back (async dispatch)
-        for start in range(0, live.size, T):
-            idx = live[start:start + T]
-            full = np.concatenate([idx, np.full(T - idx.size, idx[-1])])  # pad with a copy (discarded)
-            launched.append((idx, fns.advance(put(take(state, full)), put(take(v_all, full)), data_key, t0, t0 + seg)))
-        for idx, out in launched:
+
+    def write_back(chunks):
+        nonlocal state
+        for idx, out in zip([c[0] for c in chunks], jax.device_get([c[1] for c in chunks])):
 
             def put_back(dst, src, idx=idx):
                 dst[idx] = src[: idx.size]
                 return dst
 
-            state = jax.tree_util.tree_map(put_back, state, jax.device_get(out))
+            state = jax.tree_util.tree_map(put_back, state, out)
+
+    for t0 in range(0, steps + 1, seg):
+        codes = jax.device_get([s.code for _, s, _ in active])
+        n_live = [int(np.sum(np.asarray(c)[: idx.size] == -1)) for (idx, _, _), c in zip(active, codes)]
+        if -(-sum(n_live) // T) < len(active):  # fewer chunks would hold the live runs: pack them
+            write_back(active)
+            live = np.flatnonzero(state.code == -1)
+            active = []
+            for start in range(0, live.size, T):
+                idx = live[start:start + T]
+                full = np.concatenate([idx, np.full(T - idx.size, idx[-1])])  # pad with a copy (discarded)
+                active.append((idx, put(take(state, full)), put(take(v_all, full))))
+        if not active:
+            break
+        # every chunk of the segment is dispatched before any is read back (async dispatch)
+        active = [(idx, fns.advance(s, v, data_key, t0, t0 + seg), v) for idx, s, v in active]
+    write_back(active)
     finished = [fns.finish(put(take(state, np.arange(j * T, (j + 1) * T))),
                            put(take(v_all, np.arange(j * T, (j + 1) * T))), data_key) for j in range(len(window))]
     return [{k: np.asarray(x)[: c.valid] for k, x in jax.device_get(res).items()} for c, res in zip(window, finished)]
