@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .config import SpecError, parse_spec, tomllib
-from .io import check_writable, load, order_vars, skeleton, var_attrs
+from .io import check_writable, load, order_vars, publish, skeleton, var_attrs
 from .store import assemble, fill_missing
 
 PART_DIM = "trajectory"
@@ -50,7 +50,7 @@ def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterab
                     "part_trajectories": n}
             for k, v in meta.items():
                 nc.setncattr(k, v)
-        os.replace(tmp, out)
+        publish(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

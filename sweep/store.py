@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .config import SpecError
+from .io import publish
 
 PART_FORMAT = 1
 
@@ -96,7 +97,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def range_boxes(a: int, b: int, shape: tuple[int, ...]) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -178,7 +179,7 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Iterable[tuple[n
                         offset += n
         if out.exists() and not overwrite:
             raise SpecError(f"{str(out)!r} appeared while running; not overwritten (result left in {tmp})")
-        os.replace(tmp, out)
+        publish(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
