@@ -351,25 +351,31 @@ def primitives(jaxpr) -> set[str]:
     return names
 
 
+def _uses_linalg(plan: Plan, g: Group, single: ChunkFns, T: int) -> bool:
+    """Whether the one-device program ``single`` (chunks of T) contains a batched LAPACK primitive;
+    decided once per problem, static options, data and dtype."""
+    key = _static_key(plan, g)
+    combo = (key[0], key[1], key[2], key[5])  # problem, static options, data, dtype
+    if combo not in _ONE_DEVICE:
+        v, keys, data_key = chunk_inputs(plan._replace(chunk=T), Chunk(g, np.zeros(T, np.int64), T))
+        _ONE_DEVICE[combo] = bool(primitives(jax.make_jaxpr(single.run)(v, keys, data_key)) & LINALG_PRIMITIVES)
+    return _ONE_DEVICE[combo]
+
+
 def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> ChunkFns:
     key = _static_key(plan, g, chunk, record_every)
     fn = _COMPILED.get(key)
     if fn is None:
-        one = key[:-1] + (1,)
+        one = key[:-1] + (1,)  # the same combination on one device
         if key[-1] > 1 and jax.default_backend() == "cpu":
-            combo = (key[0], key[1], key[2], key[5])  # problem, static options, data, dtype
-            if combo not in _ONE_DEVICE:
-                single = _COMPILED.get(one) or _build_chunk_fn(one)
-                T = key[4]
-                v, keys, data_key = chunk_inputs(plan._replace(chunk=T), Chunk(g, np.zeros(T, np.int64), T))
-                _ONE_DEVICE[combo] = bool(primitives(jax.make_jaxpr(single.run)(v, keys, data_key)) & LINALG_PRIMITIVES)
-                _COMPILED[one] = single
-            if _ONE_DEVICE[combo]:
-                if one not in _COMPILED:
-                    _COMPILED[one] = _build_chunk_fn(one)
-                _COMPILED[key] = _COMPILED[one]
-                return _COMPILED[key]
-        fn = _COMPILED[key] = _build_chunk_fn(key)
+            single = _COMPILED.get(one)
+            if single is None:
+                single = _COMPILED[one] = _build_chunk_fn(one)
+            if _uses_linalg(plan, g, single, key[4]):
+                fn = single
+        if fn is None:
+            fn = _build_chunk_fn(key)
+        _COMPILED[key] = fn
     return fn
 
 
