@@ -153,10 +153,11 @@ RUN_OPTIONS: dict[str, Opt] = {
     "chunk_size": Opt(0, "int", "trajectories per compiled call (0: automatic)", lo=0),
     "dtype": Opt("float32", "choice", "floating point precision", choices=("float32", "float64")),
     "early_exit": Opt(True, "bool", "stop a chunk once every trajectory in it has settled"),
-    "layout": Opt("auto", "choice", "how trajectories meet the data: points (loop over points, trajectories on the "
-                  "vector axis; bit-identical for any chunk size), vmap (batched; about 6x faster for networks with "
-                  "weight matrices at chunk 256, but its last bits can depend on the chunk size), auto (= points when "
-                  "the problem has a per-point loss)", choices=("auto", "points", "vmap")),
+    "layout": Opt("auto", "choice", "how trajectories meet the data: points (loop over data points, trajectories on the "
+                  "vector axis: best for elementwise problems such as the neuron), vmap (vmap over trajectories in "
+                  "cache-sized blocks of a fixed size: matrix products over the block, best for networks), auto (points "
+                  "when the problem's per-point loss has no matrix product, else vmap); every layout gives the same "
+                  "bits for any chunk size", choices=("auto", "points", "vmap")),
     "compact": Opt(True, "bool", "pack live trajectories together between segments so settled ones stop costing "
                    "compute (results are identical)"),
     "segments": Opt(16, "int", "compaction segments per run (steps per segment = steps / segments)", lo=1),

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Spec
-from .layout import make_value_and_grad
+from .layout import ACCELERATOR_BLOCK, block_size, in_blocks, make_value_and_grad, one_trajectory, primitives, resolve
 from .optimizers import OPTIMIZERS
 from .problems import PROBLEMS
 from .step import make_trajectory, sharpness
@@ -114,7 +114,9 @@ def default_chunk(spec: Spec, backend: str, dtype: str = "float32") -> int:
     see ``sweep.cores``), where the per-trajectory vectors of the point-loop layout stay in
     cache (benchmarks/RESULTS.md has the scan); accelerators: 2^20, enough to fill the device -
     then cap it so that a chunk's working set (``per_trajectory_bytes`` x chunk) stays under 1/4
-    of the device's memory.
+    of the device's memory. The vmap layout (networks) works through a chunk in blocks sized to
+    the cache (``sweep.layout.block_size``), so it needs no chunk rule of its own: its
+    throughput is flat in the chunk size (scan in benchmarks/RESULTS.md).
     """
     base = CPU_CHUNK_PER_DEVICE * len(local_devices()) if backend == "cpu" else 1 << 20
     mem = device_memory_bytes()
@@ -202,8 +204,6 @@ def _build_chunk_fn(key) -> ChunkFns:
     def sample(key, n):
         return jax.tree_util.tree_map(lambda a: a.astype(dtype), problem.sample(key, n))
 
-    batched_value_and_grad = make_value_and_grad(problem, T, dtype, layout)
-
     def batched_loss(params, batch, v):
         return jax.vmap(problem.loss, (0, None, 0))(params, batch, v)
 
@@ -248,28 +248,44 @@ def _build_chunk_fn(key) -> ChunkFns:
             on = alive & (t % record_every == 0)
             return {k: rec[k].at[pos].set(jnp.where(on, row[k], rec[k][pos])) for k in rec}
 
-        def step(t, carry):
-            s, rec = carry
-            batch = batch_at(t)
+        def core(s, v, batch, t):
+            """One step of a batch of trajectories (the chunk, or one block of it): (state, loss)."""
+            n = s.code.shape[0]
             if traj.direction is not None:  # second-order: one Hessian/Jacobian solve per trajectory, no optax
                 loss, grad, direction = jax.vmap(traj.direction, (0, None, 0))(s.params, batch, v)
             else:
-                (loss, grad), direction = batched_value_and_grad(s.params, batch, v), None
+                (loss, grad), direction = make_value_and_grad(problem, dtype, chosen)(s.params, batch, v), None
             events = None if problem.track is None else jax.vmap(problem.track, (0, None, 0))(s.params, batch, v)
-            rec = record(rec, t, s, loss)
-            inactive = jnp.ones((T,), bool)
+            inactive = jnp.ones((n,), bool)
             if problem.inactive is not None:  # only evaluated once some run has had a zero gradient long enough
                 need = jnp.any((s.code == -1) & (s.dead_count >= th.dead_patience - 1))
                 inactive = jax.lax.cond(need, lambda: jax.vmap(problem.inactive, (0, None, 0))(s.params, batch, v),
-                                        lambda: jnp.zeros((T,), bool))
+                                        lambda: jnp.zeros((n,), bool))
             if noisy:  # the final-window statistics use the reference sample's loss at checkpoints
                 wmask = (t >= traj.win_start) & (((t - traj.win_start) % check_every == 0) | (t == steps))
-                wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((T,), dtype))
+                wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((n,), dtype))
             else:
                 wmask, wloss = jnp.asarray(True), loss
             s = jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0, 0, 0))(s, t, loss, grad, v, wloss, wmask, inactive,
                                                                             events, direction)
-            return s, rec
+            return s, loss
+
+        # The layout (and, for vmap, the block size) is decided from one trajectory's shapes.
+        params1, batch0, v1 = one_trajectory(state.params), batch_at(0), one_trajectory(v)
+        chosen = resolve(problem, params1, batch0, v1, layout)
+        if chosen == "vmap" and any(a.shape for a in jax.tree_util.tree_leaves(params1)):
+            # array parameters: fixed-size blocks keep the temporaries in cache and make every
+            # reduction over a parameter array see the same shapes whatever the chunk size
+            size = (block_size(problem, params1, batch0, v1) if jax.default_backend() == "cpu" else
+                    block_size(problem, params1, batch0, v1, (device_memory_bytes() or 1 << 34) // 16, ACCELERATOR_BLOCK))
+            stepper = lambda s, v, batch, t: in_blocks(lambda s, v: core(s, v, batch, t), T, size)(s, v)  # noqa: E731
+        else:
+            stepper = core
+
+        def step(t, carry):
+            s, rec = carry
+            s_next, loss = stepper(s, v, batch_at(t), t)
+            return s_next, record(rec, t, s, loss)
 
         def block(carry):
             t, s, rec = carry
@@ -336,19 +352,6 @@ LINALG_PRIMITIVES = frozenset({
     "lu_pivots_to_permutation", "ormqr", "qr", "schur", "svd", "symmetric_product", "triangular_solve",
     "tridiagonal", "tridiagonal_solve"})
 _ONE_DEVICE: dict = {}
-
-
-def primitives(jaxpr) -> set[str]:
-    """Names of every primitive in a (closed) jaxpr, sub-jaxprs included."""
-    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
-    names = set()
-    for eqn in jaxpr.eqns:
-        names.add(eqn.primitive.name)
-        for p in eqn.params.values():
-            for sub in (p if isinstance(p, (list, tuple)) else (p,)):
-                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
-                    names |= primitives(sub)
-    return names
 
 
 def _uses_linalg(plan: Plan, g: Group, single: ChunkFns, T: int) -> bool:

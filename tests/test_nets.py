@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sweep
-from sweep import engine
+from sweep import engine, layout
 from sweep.nets import DEFAULT_1D_X, DEFAULT_1D_Y, linear_fit_loss
 from sweep.outcomes import Outcome
 from sweep.step import make_trajectory, run_one
@@ -244,6 +244,53 @@ def test_two_layer_lr_vmap_equals_loop():
             "train": {"steps": 80, "lr": 1.0},
             "axes": {"lr0": {"logspace": [-2, 0, 3]}, "lr1": {"logspace": [-2, 0.5, 3]}}}
     assert_matches_reference(sweep.run(spec, progress=False), reference(spec))
+
+
+@pytest.mark.parametrize("problem", [
+    {"name": "mlp", "widths": [8, 8], "objective": "xent", "data": {"source": "spirals", "n": 96, "classes": 3}},
+    {"name": "two_layer_lr", "activation": "tanh", "d": 8, "width": 8, "n_data": 40},
+])
+def test_networks_give_the_same_bits_for_any_chunk_size(problem):
+    """Networks with weight matrices run the vmap layout in fixed-size blocks: the chunk size (one
+    block padded, several blocks, a ragged tail) and compaction never change a bit. Without the
+    blocks XLA compiles the matrix products and reductions differently for different chunk sizes
+    (seen as last-bit differences at chunks of 4,096 and at chunks smaller than a block)."""
+    axes = ({"lr": {"logspace": [-1.5, 1, 9]}, "init_scale": {"logspace": [-1, 0.5, 11]}} if problem["name"] == "mlp"
+            else {"lr0": {"logspace": [-2, 1, 9]}, "lr1": {"logspace": [-2, 1, 11]}})
+    spec = {"problem": problem, "train": {"steps": 40, "lr": 1.0}, "axes": axes}
+    ref = sweep.run(spec, chunk_size=6, progress=False)
+    assert len(set(names(ref.outcome.values).ravel())) >= 2  # a sweep across a boundary
+    for chunk, run in ((128, {}), (50, {"compact": True, "segments": 4}), (99, {"compact": False})):
+        other = sweep.run({**spec, "run": run}, chunk_size=chunk, progress=False)
+        for name in ref.data_vars:
+            np.testing.assert_array_equal(ref[name].values, other[name].values, err_msg=f"{name} chunk {chunk}")
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"problem": {"name": "neuron"}}, "points"),  # elementwise: a loop over points, trajectories on the vector axis
+    ({"problem": {"name": "mlp", "widths": [4], "data": {"source": "moons", "n": 16}}}, "vmap"),
+    ({"problem": {"name": "two_layer_lr", "d": 4, "width": 4, "n_data": 8}}, "vmap"),
+])
+def test_auto_layout_loops_over_points_only_without_matrix_products(spec, expected):
+    _, problem, v, keys, data = built({**spec, "train": {"steps": 2}})
+    p = problem.init(keys[0], one(v))
+    assert layout.resolve(problem, p, data, one(v)) == expected
+    assert layout.resolve(problem, p, data, one(v), "vmap") == "vmap"
+    if expected == "vmap":  # ~ BLOCK_BYTES of temporaries per block, a power of two
+        size = layout.block_size(problem, p, data, one(v))
+        ws = layout.working_set_bytes(problem, p, data, one(v))
+        assert size & (size - 1) == 0 and 1 <= size <= layout.MAX_BLOCK
+        assert size == layout.MAX_BLOCK or size * ws <= 2 * layout.BLOCK_BYTES
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 40])
+def test_in_blocks_applies_the_function_to_every_trajectory_once(n):
+    x = {"a": jnp.arange(n * 3, dtype=jnp.float32).reshape(n, 3), "b": jnp.arange(n, dtype=jnp.float32)}
+    f = lambda t: {"s": t["a"].sum(1) + t["b"], "m": t["a"] * 2}  # noqa: E731
+    got = jax.jit(layout.in_blocks(f, n, 4))(x)
+    want = f(x)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
 
 
 # --------------------------------------------------------------------------- known answers
