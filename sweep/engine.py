@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Spec
-from .layout import ACCELERATOR_BLOCK, block_size, in_blocks, make_value_and_grad, one_trajectory, primitives, resolve
+from .layout import blocking, in_blocks, make_value_and_grad, one_trajectory, primitives
 from .optimizers import OPTIMIZERS
 from .problems import PROBLEMS
 from .step import make_trajectory, sharpness
@@ -107,6 +107,27 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
 CPU_CHUNK_PER_DEVICE = 8192  # best of the scan in benchmarks/RESULTS.md (flat within ~10% from 4,096 to 16,384)
 
 
+VMAP_BLOCKS_PER_CHUNK = 16  # CPU, vmap layout: blocks per device per chunk (B: 512 per device, 1.4x the 2,048 of a 4,096 chunk)
+
+
+def vmap_block(plan: Plan, g: Group) -> int | None:
+    """The block size the engine's vmap layout uses for group ``g`` on CPU (None: no blocks, e.g.
+    the points layout), decided from one trajectory's shapes as at trace time."""
+    problem = problem_for(plan, g)
+    one = plan._replace(chunk=1)
+    v, keys, data_key = chunk_inputs(one, make_chunk(one, g, 0))
+    dt = jnp.dtype(plan.dtype)
+    cast = lambda tree: jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, dt), tree)  # noqa: E731
+    v1 = {k: x[0] for k, x in v.items()}
+    params1 = cast(jax.eval_shape(problem.init, keys[0], v1))
+    batch = None
+    if problem.sample is not None:
+        data = plan.spec.problem_options.get("data") or {}
+        n = data.get("batch") or data.get("n", 0)
+        batch = cast(jax.eval_shape(lambda k: problem.sample(k, n), data_key))
+    return blocking(problem, params1, batch, cast(v1), plan.spec.run["layout"])[1]
+
+
 def default_chunk(spec: Spec, backend: str, dtype: str = "float32") -> int:
     """Automatic chunk size (documented rule).
 
@@ -114,9 +135,10 @@ def default_chunk(spec: Spec, backend: str, dtype: str = "float32") -> int:
     see ``sweep.cores``), where the per-trajectory vectors of the point-loop layout stay in
     cache (benchmarks/RESULTS.md has the scan); accelerators: 2^20, enough to fill the device -
     then cap it so that a chunk's working set (``per_trajectory_bytes`` x chunk) stays under 1/4
-    of the device's memory. The vmap layout (networks) works through a chunk in blocks sized to
-    the cache (``sweep.layout.block_size``), so it needs no chunk rule of its own: its
-    throughput is flat in the chunk size (scan in benchmarks/RESULTS.md).
+    of the device's memory. On CPU the vmap layout (networks) works through a chunk in blocks
+    sized to the cache (``sweep.layout.block_size``); ``make_plan`` then takes
+    ``VMAP_BLOCKS_PER_CHUNK`` blocks per device, so that the chunk's states stay in cache as well
+    (scan in benchmarks/RESULTS.md).
     """
     base = CPU_CHUNK_PER_DEVICE * len(local_devices()) if backend == "cpu" else 1 << 20
     mem = device_memory_bytes()
@@ -147,7 +169,15 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
                     static[m] = vals[k]  # a traced member zipped with a static one: a group constant
         groups.append(Group(fixed, static, shared, sub))
     backend = jax.default_backend()
-    chunk = int(chunk_size or spec.run["chunk_size"] or default_chunk(spec, backend, dtype))
+    chunk = chunk_size or spec.run["chunk_size"]
+    if not chunk:
+        chunk = default_chunk(spec, backend, dtype)
+        if backend == "cpu" and groups:
+            provisional = Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), 1, dtype)
+            block = vmap_block(provisional, groups[0])
+            if block:  # the vmap layout: a chunk's states stay in cache too
+                chunk = min(chunk, VMAP_BLOCKS_PER_CHUNK * block * len(local_devices()))
+    chunk = int(chunk)
     chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
     n_dev = len(local_devices())
     chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count: equal shares
@@ -272,12 +302,9 @@ def _build_chunk_fn(key) -> ChunkFns:
 
         # The layout (and, for vmap, the block size) is decided from one trajectory's shapes.
         params1, batch0, v1 = one_trajectory(state.params), batch_at(0), one_trajectory(v)
-        chosen = resolve(problem, params1, batch0, v1, layout)
-        if chosen == "vmap" and any(a.shape for a in jax.tree_util.tree_leaves(params1)):
-            # array parameters: fixed-size blocks keep the temporaries in cache and make every
-            # reduction over a parameter array see the same shapes whatever the chunk size
-            size = (block_size(problem, params1, batch0, v1) if jax.default_backend() == "cpu" else
-                    block_size(problem, params1, batch0, v1, (device_memory_bytes() or 1 << 34) // 16, ACCELERATOR_BLOCK))
+        chosen, size = blocking(problem, params1, batch0, v1, layout, jax.default_backend(), device_memory_bytes())
+        if size:  # vmap with array parameters: fixed-size blocks keep the temporaries in cache and make
+            # every product and reduction over a parameter array see the same shapes whatever the chunk size
             stepper = lambda s, v, batch, t: in_blocks(lambda s, v: core(s, v, batch, t), T, size)(s, v)  # noqa: E731
         else:
             stepper = core

@@ -93,6 +93,19 @@ def block_size(problem: Problem, params, batch, v, budget: int = BLOCK_BYTES, mo
     return int(min(most, max(1, 2 ** round(math.log2(max(ratio, 1.0))))))
 
 
+def blocking(problem: Problem, params, batch, v, layout: str = "auto", backend: str = "cpu",
+             memory: int | None = None) -> tuple[str, int | None]:
+    """(layout, block size or None) the engine uses for one trajectory's params and v (arrays or
+    ShapeDtypeStructs): the vmap layout is run in blocks when a parameter is an array; the
+    block is cache-sized on CPU and fills 1/16 of ``memory`` (bytes) on an accelerator."""
+    chosen = resolve(problem, params, batch, v, layout)
+    if chosen != "vmap" or not any(a.shape for a in jax.tree_util.tree_leaves(params)):
+        return chosen, None
+    if backend == "cpu":
+        return chosen, block_size(problem, params, batch, v)
+    return chosen, block_size(problem, params, batch, v, (memory or 1 << 34) // 16, ACCELERATOR_BLOCK)
+
+
 def in_blocks(fn: Callable, n: int, block: int) -> Callable:
     """``fn`` applied to fixed-size blocks of ``block`` trajectories, one block after another.
 
