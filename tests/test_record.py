@@ -46,3 +46,18 @@ def test_cli_plots_every_kind_of_a_result_with_recorded_runs(tmp_path):
                 "-o", str(tmp_path / f"{kind}.png")]
         assert main(args) == 0, kind
         assert (tmp_path / f"{kind}.png").stat().st_size > 1000
+
+
+def test_recorded_network_runs_are_the_sweeps_runs():
+    """The vmap layout's blocks: a recorded re-run (other chunk, other neighbours) gives the same bits."""
+    spec = {"problem": {"name": "mlp", "widths": [4], "data": {"source": "moons", "n": 32}},
+            "train": {"steps": 60, "lr": 2.0}, "record": {"stride": 2, "every": 1},
+            "axes": {"init_scale": {"logspace": [-1, 0.7, 7]}, "lr": {"logspace": [-1, 1.3, 9]}}}
+    ds = sweep.run(spec, progress=False)
+    sel = ds.sel(init_scale=xr.DataArray(ds.traj_init_scale.values, dims="traj"),
+                 lr=xr.DataArray(ds.traj_lr.values, dims="traj"))
+    np.testing.assert_array_equal(sel.outcome.values, ds.rec_outcome.values)
+    assert len(set(sel.outcome.values.tolist())) >= 2
+    for j in range(ds.sizes["traj"]):
+        stop = int(sel.stop_step.values[j])
+        np.testing.assert_array_equal(ds.rec_loss.values[j, stop], sel.final_loss.values[j])
