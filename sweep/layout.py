@@ -36,21 +36,24 @@ MAX_BLOCK = 64  # ... with at most this many trajectories per block
 ACCELERATOR_BLOCK = 1 << 16  # on a GPU/TPU a block must fill the device: at most this many, within 1/16 of its memory
 
 
-def primitives(jaxpr) -> set[str]:
-    """Names of every primitive in a (closed) jaxpr, sub-jaxprs included."""
+def equations(jaxpr):
+    """Every equation of a (closed) jaxpr, those of its sub-jaxprs (loops, conds, calls) included."""
     jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
-    names = set()
     for eqn in jaxpr.eqns:
-        names.add(eqn.primitive.name)
+        yield eqn
         for p in eqn.params.values():
             for sub in (p if isinstance(p, (list, tuple)) else (p,)):
                 if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
-                    names |= primitives(sub)
-    return names
+                    yield from equations(sub)
+
+
+def primitives(jaxpr) -> set[str]:
+    """Names of every primitive in a (closed) jaxpr, sub-jaxprs included."""
+    return {eqn.primitive.name for eqn in equations(jaxpr)}
 
 
 def one_trajectory(tree):
-    """Abstract values of one trajectory from (T, ...) batched values."""
+    """Abstract values of one element from (T, ...) batched values (a trajectory, a data point)."""
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
 
 
@@ -62,27 +65,17 @@ def resolve(problem: Problem, params, batch, v, layout: str = "auto") -> str:
         return "vmap"
     if layout != "auto":
         return layout
-    point = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), batch)
-    names = primitives(jax.make_jaxpr(problem.point_loss)(params, point, v))
+    names = primitives(jax.make_jaxpr(problem.point_loss)(params, one_trajectory(batch), v))
     return "vmap" if names & MATRIX_PRIMITIVES else "points"
 
 
 def working_set_bytes(problem: Problem, params, batch, v) -> int:
     """Bytes of the largest array in one trajectory's ``value_and_grad(loss)`` (params and v:
     one trajectory's arrays or ShapeDtypeStructs): what the vmap layout materialises per trajectory."""
-    def sizes(jaxpr):
-        jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
-        for eqn in jaxpr.eqns:
-            for o in eqn.outvars:
-                aval = getattr(o, "aval", None)
-                if hasattr(aval, "shape"):
-                    yield int(aval.size) * aval.dtype.itemsize
-            for p in eqn.params.values():
-                for sub in (p if isinstance(p, (list, tuple)) else (p,)):
-                    if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
-                        yield from sizes(sub)
     jaxpr = jax.make_jaxpr(jax.value_and_grad(problem.loss))(params, batch, v)
-    return max(sizes(jaxpr), default=4)
+    sizes = (int(o.aval.size) * o.aval.dtype.itemsize for eqn in equations(jaxpr) for o in eqn.outvars
+             if hasattr(getattr(o, "aval", None), "shape"))
+    return max(sizes, default=4)
 
 
 def block_size(problem: Problem, params, batch, v, budget: int = BLOCK_BYTES, most: int = MAX_BLOCK) -> int:
@@ -110,9 +103,10 @@ def in_blocks(fn: Callable, n: int, block: int) -> Callable:
     """``fn`` applied to fixed-size blocks of ``block`` trajectories, one block after another.
 
     ``fn(*trees)`` maps (B, ...)-batched trees to (B, ...)-batched trees; the result maps
-    (n, ...)-batched trees the same way. ``n`` is padded up to a multiple of ``block`` with copies
-    of the last trajectory (dropped again), so every call of ``fn`` has the same shapes whatever
-    ``n`` is: a trajectory's bits depend on ``block``, not on the chunk size.
+    (n, ...)-batched trees the same way. ``n`` is padded up to a multiple of ``block``, at least
+    two blocks, with copies of the last trajectory (dropped again), so every call of ``fn`` has
+    the same shapes and code whatever ``n`` is: a trajectory's bits depend on ``block``, not on
+    the chunk size or its place in the chunk.
     """
     nb = max(2, -(-n // block))  # XLA inlines a one-trip loop, and the inlined block is compiled differently
     pad = nb * block - n
