@@ -65,6 +65,11 @@ BYTES_PER_VALUE = 8  # float64 at worst
 REF_POINTS_MIN = 4096  # fresh data: the engine also keeps a reference sample of max(4 * batch, 4096) points
 
 
+def points_per_step(data: Mapping[str, Any]) -> int:
+    """Data points one optimizer step sees: the minibatch (``batch``), or the whole ``n`` when batch = 0."""
+    return int(data.get("batch") or data.get("n", 0) or 0)
+
+
 def data_points(data: Mapping[str, Any]) -> int:
     """Data points one compile group holds on the device at once.
 
@@ -72,10 +77,9 @@ def data_points(data: Mapping[str, Any]) -> int:
     batches hold one batch (``batch``, or ``n`` when batch = 0) plus the reference sample on
     which the final-window statistics are measured (max(4 * batch, 4096) points).
     """
-    n, batch = int(data["n"]), int(data.get("batch", 0) or 0)
     if not data.get("fresh", False):
-        return n
-    per_step = batch or n
+        return int(data["n"])
+    per_step = points_per_step(data)
     return per_step + max(4 * per_step, REF_POINTS_MIN)
 
 

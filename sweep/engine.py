@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import Spec
+from .config import Spec, points_per_step
 from .layout import blocking, in_blocks, make_value_and_grad, one_trajectory, primitives
 from .optimizers import OPTIMIZERS
 from .problems import PROBLEMS
@@ -97,10 +97,10 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
     per = (16 * n_params + 24) * item
     data = spec.problem_options.get("data")
     if data and spec.run["layout"] == "vmap":
-        per += 4 * (data.get("batch") or data.get("n", 0)) * item
-    if data and (data.get("fresh") or (data.get("batch") or 0) < data.get("n", 0)):
+        per += 4 * points_per_step(data) * item
+    if data and (data.get("fresh") or points_per_step(data) < data.get("n", 0)):
         # noisy batches: the final-window loss on the reference sample is computed with vmap
-        per += 2 * max(4 * (data.get("batch") or data.get("n", 0)), 4096) * item
+        per += 2 * max(4 * points_per_step(data), 4096) * item
     return per
 
 
@@ -122,8 +122,7 @@ def vmap_block(plan: Plan, g: Group) -> int | None:
     params1 = cast(jax.eval_shape(problem.init, keys[0], v1))
     batch = None
     if problem.sample is not None:
-        data = plan.spec.problem_options.get("data") or {}
-        n = data.get("batch") or data.get("n", 0)
+        n = points_per_step(plan.spec.problem_options.get("data") or {})
         batch = cast(jax.eval_shape(lambda k: problem.sample(k, n), data_key))
     return blocking(problem, params1, batch, cast(v1), plan.spec.run["layout"])[1]
 
@@ -228,7 +227,7 @@ def _build_chunk_fn(key) -> ChunkFns:
     dtype = jnp.dtype(dtype_name)
     traj = make_trajectory(problem, optimizer, steps, th, dtype, static.get("lr_mode", "absolute"))
     n_fixed = data.get("n", 0)
-    per_step = data.get("batch", 0) or n_fixed
+    per_step = points_per_step(data)
     fresh = bool(data.get("fresh", False))
 
     def sample(key, n):
@@ -663,7 +662,7 @@ def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | Non
     dt = jnp.dtype(plan.dtype)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(spec.seed), 1), seed)
     if data.get("fresh"):
-        n = data.get("batch") or data.get("n", 0)
+        n = points_per_step(data)
         key = jax.random.fold_in(key, 0 if step is None else step)
     else:
         n = data.get("n", 0)
