@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .options import Opt
+from .options import EventSpec, Opt
 from .optimizers import ALL_OPTIMIZERS, HYPER_DEFAULTS, SECOND_ORDER
 from .outcomes import Thresholds
 from .problems import DATA_OPTIONS, PROBLEMS, problem_init_options
@@ -143,14 +143,38 @@ TRAIN_OPTIONS: dict[str, Opt] = {
                    "damping*I, levenberg_marquardt damping*diag(J^T J) (0: undamped)", lo=0.0, traced=True),
 }
 
+_THRESHOLD_DOCS = {
+    "loss_atol": "converged: absolute tolerance on the loss above the target",
+    "loss_rtol": "converged: tolerance relative to |target|",
+    "converge_patience": "converged: consecutive steps within tolerance (without the loss growing)",
+    "diverge_loss": "diverged: the loss exceeds max(diverge_loss, diverge_factor x |initial loss|) (inf: off)",
+    "diverge_factor": "diverged: see diverge_loss (inf: off)",
+    "diverge_param": "diverged: a parameter's magnitude exceeds this (inf: off)",
+    "dead_patience": "dead: consecutive steps with every gradient entry exactly zero and every unit inactive",
+    "window": "survivors are judged on this final fraction of the steps",
+    "improve_rtol": "unfinished: the loss fell by more than this fraction of its excess over the target",
+    "osc_factor": "oscillating: the window's loss path exceeds osc_factor x |net change| + osc_rtol x loss",
+    "osc_rtol": "oscillating: see osc_factor",
+    "move_rtol": "oscillating (deterministic data): the last update moved the parameters by more than "
+                 "move_rtol x (1 + |params|)",
+    "noise_rtol": "oscillating (noisy batches): the reference loss must also swing by more than noise_rtol x loss "
+                  "over the window, so batch noise is not read as oscillation",
+}
 OUTCOME_OPTIONS: dict[str, Opt] = {
-    name: Opt(default, "int" if isinstance(default, int) else "float", "classification threshold (README, Outcome rules)",
+    name: Opt(default, "int" if isinstance(default, int) else "float", _THRESHOLD_DOCS[name],
               lo=1 if isinstance(default, int) else 0.0, hi=1.0 if name == "window" else None,
-              lo_open=name == "window")
-    for name, default in Thresholds._field_defaults.items()
+              lo_open=name == "window", infinite=name.startswith("diverge_"))
+    for name, default in Thresholds._field_defaults.items() if name in _THRESHOLD_DOCS
 }
 OUTCOME_OPTIONS["sharpness_iters"] = Opt(0, "int", "power iterations (Hessian-vector products) for the final "
                                          "sharpness, stored with 2/lr; 0: off", lo=0, hi=10000)
+OUTCOME_OPTIONS["settle"] = Opt(True, "bool", "false: train every run to the end of its budget (no early "
+                                "settling; the outcome codes are the same, final values are those of the last "
+                                "step) - as papers that average the losses of every step do")
+OUTCOME_OPTIONS["lyapunov"] = Opt(False, "bool", "store `lyapunov`: the finite-time Lyapunov exponent of the training "
+                                  "map (natural log per step; one tangent vector pushed through every update with "
+                                  "jax.jvp and renormalised; > 0 chaos, < 0 inside a basin); costs about one more "
+                                  "gradient evaluation per step")
 OUTCOME_OPTIONS["target_loss"] = Opt(None, "float", "override the problem's target loss")
 
 RUN_OPTIONS: dict[str, Opt] = {
@@ -175,7 +199,7 @@ RECORD_OPTIONS: dict[str, Opt] = {
     "max": Opt(1024, "int", "at most this many recorded trajectories", lo=1),
 }
 
-TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "run", "record", "axes", "refine")
+TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "events", "run", "record", "axes", "refine")
 
 REFINE_OPTIONS: dict[str, Opt] = {
     "x": Opt(None, "str", "axis drawn across (a linspace or logspace axis)"),
@@ -221,6 +245,10 @@ class Spec:
     axes: tuple[Axis, ...]
     raw: Mapping[str, Any]  # the user's spec (after --set overrides), normalised
     options: Mapping[str, tuple[str, Opt]]  # every settable name -> (section, Opt)
+    events: tuple[EventSpec, ...] = ()  # the declarative [events]
+
+    def event_specs(self) -> tuple[EventSpec, ...]:
+        return self.events
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -435,6 +463,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     record = _section("record", _table(d, "record"), RECORD_OPTIONS)
     record = {k: record.get(k, o.default) for k, o in RECORD_OPTIONS.items()}
     refine = _section("refine", _table(d, "refine"), REFINE_OPTIONS) if "refine" in d else None
+    events = _parse_events(_table(d, "events"))
 
     # ---- every settable name
     options: dict[str, tuple[str, Opt]] = {"seed": ("seed", Opt(0, "int", "replicate seed", lo=0))}
@@ -461,6 +490,9 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     raw["outcome"] = {k: v for k, v in outcome.items() if v is not None}
     raw["run"] = run
     raw["record"] = record
+    if events:
+        raw["events"] = {e.name: {"param": e.param, "above" if e.above else "below": e.level, "over": e.over,
+                                  "stop": e.stop} for e in events}
     raw["axes"] = _plain(_table(d, "axes"))
     if refine is not None:
         raw["refine"] = {k: refine.get(k, o.default) for k, o in REFINE_OPTIONS.items()
@@ -469,10 +501,42 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     _check_problem_values(pdef, popts, init, axes)
     _check_least_squares(name, pdef, train, popts, axes)
     _check_size(popts, axes)
-    return Spec(seed, desc, name, types.MappingProxyType(popts), types.MappingProxyType(train),
-                types.MappingProxyType(init), types.MappingProxyType(outcome), types.MappingProxyType(run),
-                types.MappingProxyType(record), tuple(axes), types.MappingProxyType(raw),
-                types.MappingProxyType(options))
+    return Spec(seed=seed, description=desc, problem=name, problem_options=types.MappingProxyType(popts),
+                train=types.MappingProxyType(train), init=types.MappingProxyType(init),
+                outcome=types.MappingProxyType(outcome), run=types.MappingProxyType(run),
+                record=types.MappingProxyType(record), axes=tuple(axes), raw=types.MappingProxyType(raw),
+                options=types.MappingProxyType(options), events=events)
+
+
+EVENT_KEYS = ("param", "above", "below", "over", "stop")
+RESERVED_NAMES = ("outcome", "final_loss", "min_loss", "converge_step", "stop_step", "final_grad_norm", "target_loss",
+                  "lambda0", "lyapunov", "sharpness", "two_over_lr", "trainable", "tail_loss_ratio")
+
+
+def _parse_events(given: dict) -> tuple[EventSpec, ...]:
+    """``[events]``: name = { param = "w", above = 0.0 | below = ..., over = "any" | "all", stop = false }."""
+    out = []
+    for name, t in given.items():
+        key = f"events.{name}"
+        if not name.isidentifier() or name in RESERVED_NAMES or name.startswith(("final_", "rec_", "traj_")):
+            raise _fail(key, name, "an event name must be a plain identifier that is not a result variable "
+                        "(outcome, final_*, ...); e.g. crossed = { param = \"w\", above = 0.0 }")
+        if not isinstance(t, dict):
+            raise _fail(key, t, 'must be a table, e.g. { param = "w", above = 0.0 }')
+        for k in t:
+            if k not in EVENT_KEYS:
+                raise _unknown(key, k, EVENT_KEYS)
+        param = t.get("param")
+        if not isinstance(param, str) or not param:
+            raise SpecError(f"{key}.param: missing or not a string; name the parameter, e.g. param = \"w\"")
+        if ("above" in t) == ("below" in t):
+            raise SpecError(f"{key}: give exactly one of above = LEVEL or below = LEVEL")
+        side = "above" if "above" in t else "below"
+        level = _check(key, side, Opt(0.0, "float", ""), t[side])
+        over = _check(key, "over", Opt("any", "choice", "", choices=("any", "all")), t.get("over", "any"))
+        stop = _check(key, "stop", Opt(False, "bool", ""), t.get("stop", False))
+        out.append(EventSpec(name=name, param=param, level=level, above=side == "above", over=over, stop=stop))
+    return tuple(out)
 
 
 def _check_conflicts(train, popts, swept, axes):

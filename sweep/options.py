@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Opt:
     lo_open: bool = False  # lo is exclusive
     traced: bool = False
     units: str = ""
+    infinite: bool = False  # a float that may also be +inf (e.g. a divergence bound switched off)
 
     def allowed(self) -> str:
         if self.kind == "choice":
@@ -39,7 +40,7 @@ class Opt:
             rng = f" {'>' if self.lo_open else '>='} {_num(self.lo)}"
         elif self.hi is not None:
             rng = f" <= {_num(self.hi)}"
-        return {"float": "a finite number", "int": "an integer", "str": "a string",
+        return {"float": "a number (inf allowed)" if self.infinite else "a finite number", "int": "an integer", "str": "a string",
                 "floats": "a number or a list of numbers",
                 "ints": "an integer or a list of integers"}[self.kind] + rng
 
@@ -78,7 +79,7 @@ class Opt:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(self.allowed())
             value = float(value)
-            if not math.isfinite(value):
+            if not (math.isfinite(value) or (self.infinite and value == math.inf)):
                 raise ValueError(self.allowed())
         if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
             raise ValueError(self.allowed())
@@ -90,3 +91,18 @@ class Opt:
 def _num(x: float) -> str:
     """A bound as text: integers in full (2147483647, not 2.14748e+09), other numbers with %g."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+class EventSpec(NamedTuple):
+    """One declarative event of a spec's ``[events]``: the first step at which a parameter crosses a level.
+
+    ``<name>_step`` (int32) is the first k at which the condition holds after k updates (-1: never) and
+    ``<name>`` (int8) whether it ever held.
+    """
+
+    name: str
+    param: str  # a parameter of the problem (a scalar, or an array reduced with ``over``)
+    level: float
+    above: bool  # True: param > level; False: param < level
+    over: str  # "any" | "all": over the entries of an array parameter
+    stop: bool  # the run settles when the event fires
