@@ -74,6 +74,11 @@ def tree_absmax(t) -> jax.Array:
     return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(t)]))
 
 
+def all_finite(t) -> jax.Array:
+    """() bool: every entry of every leaf is finite (no overflowing sum of squares)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(t)]))
+
+
 def all_zero(t) -> jax.Array:
     """() bool: every entry of every leaf is exactly zero (no underflowing sum of squares)."""
     return jnp.all(jnp.stack([jnp.all(x == 0) for x in jax.tree_util.tree_leaves(t)]))
@@ -242,9 +247,8 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         alive = (s.code == ALIVE) & (t <= steps)
         running = alive if th.settle else (t <= steps)  # settle = false: trained to the end of the budget
         gnorm = tree_norm(x.grad)
-        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        solved = jnp.asarray(True) if x.direction is None else jnp.all(jnp.stack(
-            [jnp.all(jnp.isfinite(d)) for d in jax.tree_util.tree_leaves(x.direction)]))
+        finite = jnp.isfinite(loss) & all_finite(x.grad)
+        solved = jnp.asarray(True) if x.direction is None else all_finite(x.direction)
         loss0 = jnp.where(t == 0, loss, s.loss0)
         conv_now = loss <= s.target + th.loss_atol + th.loss_rtol * jnp.abs(s.target)
         conv_count = jnp.where(alive, jnp.where(conv_now, s.conv_count + 1, 0), s.conv_count).astype(jnp.int32)
