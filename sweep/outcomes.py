@@ -112,7 +112,10 @@ read as oscillation); otherwise `unfinished` if it fell by more than `improve_rt
 over the target and ended within net/2 of the window's minimum; otherwise `oscillating` if, with
 deterministic data, the last update moved the parameters by more than `move_rtol` x (1 + |params|)
 (a 2-cycle at constant loss); otherwise `stuck`. Chaos, whose loss at the two ends of the window
-is a coin flip, is therefore `oscillating`, and a slow monotone descent `unfinished`."""
+is a coin flip, is therefore `oscillating`, and a slow monotone descent `unfinished`. An `[events]`
+entry with `stop = true` ends a run when it fires (unless a settling rule applies at that step):
+it is judged like a survivor whose budget ended there, on the final window if it had begun,
+otherwise on the whole run so far."""
 
 
 def settle_code(th: Thresholds, *, finite, diverged, converged, unsolved, dead):
