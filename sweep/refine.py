@@ -70,8 +70,12 @@ def refine(spec: Any, x: str, y: str, levels: int, *, var: str = "outcome", set:
     fy, ny = _lattice(axes[y], levels)
     step = 2 ** levels
     axes_raw = dict(raw.get("axes", {}))
-    for k in list(axes_raw):
-        if k in (x, y):
+    # the raw keys of the x and y axes: an axis is named by the option it resolves to (axes."train.lr" is lr,
+    # a function's axes.c is constants.c); every key but random ones (one shared 'sample' axis) is one axis, in order
+    keys = [k for k, f in axes_raw.items() if k != "samples" and not (isinstance(f, dict) and ("uniform" in f
+                                                                                              or "normal" in f))]
+    for k, a in zip(keys, [a for a in base.axes if a.spacing != "random"]):
+        if a.name in (x, y):
             del axes_raw[k]
     t0 = time.perf_counter()
     known: dict[tuple[int, int], int] = {}

@@ -12,3 +12,11 @@ def rosenbrock(x, y):
 
 def bowl(x, y):
     return 0.5 * (x ** 2 + 4 * y ** 2)
+
+
+def shifted(x, c=0.0):
+    return 0.5 * (x - c) ** 2
+
+
+def with_eps(x, eps=0.0):
+    return 0.5 * x ** 2 + eps
