@@ -103,7 +103,8 @@ def _module_from_file(path: str) -> ModuleType:
     if path in _FILE_MODULES:
         return _FILE_MODULES[path]
     p = Path(path)
-    name = f"_sweep_loss_{hashlib.sha1(path.encode()).hexdigest()[:12]}_{p.parent.name if p.name == '__init__.py' else p.stem}"
+    stem = p.parent.name if p.name == "__init__.py" else p.stem
+    name = f"_sweep_loss_{hashlib.sha1(path.encode()).hexdigest()[:12]}_{stem}"
     package = [str(p.parent)] if p.name == "__init__.py" else None
     spec = importlib.util.spec_from_file_location(name, p, submodule_search_locations=package)
     if spec is None or spec.loader is None:

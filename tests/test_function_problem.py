@@ -245,7 +245,7 @@ def test_uv_gd_settles_only_where_the_sharpness_is_below_two_over_lr():
 
 def test_uv_residuals_make_levenberg_marquardt_solve_it():
     """loss == 0.5 r^2 with r = u v - y, so the least-squares methods apply: LM reaches u v = y in a few steps
-    (from starts with u v of the sign of y; crossing an axis, where r changes sign through the saddle, takes longer)."""
+    (from starts with u v of the sign of y; crossing an axis, through the saddle at 0, takes longer)."""
     ds = sweep.run({"problem": {"name": "uv", "y": 2.0}, "train": {"steps": 30, "lr": 1.0,
                                                                    "optimizer": "levenberg_marquardt",
                                                                    "damping": 1e-3},
