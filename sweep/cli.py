@@ -231,7 +231,7 @@ def cmd_refine(args) -> int:
     levels = args.levels if args.levels is not None else conf.get("levels", 4)
     var = args.var or conf.get("var", "outcome")
     out = args.out or str(src.with_suffix(".refined.nc"))
-    ds = refine(spec, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
+    ds = refine(spec if src.suffix == ".nc" else src, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
     a = ds.attrs
     print(f"{a['trajectories_used']:,} trajectories instead of {a['full_grid']:,} for the full finest grid "
           f"({a['ratio']:.1f}x fewer); boundary cells per level {a['boundary_cells']}; box-counting dimension "

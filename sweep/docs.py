@@ -44,7 +44,13 @@ def reference() -> str:
             out += _table(f'[problem] data = {{ ... }} table of "{name}"', p.data_options or DATA_OPTIONS, "data.")
         if p.init:
             out += _table(f'[init] of "{name}"', p.init)
-    out += ["`function` problems get one `[init]` key `<arg>0` per positional argument of the user's loss.", ""]
+    out += ["`function` problems get one traced `[init]` key per trained argument of the user's loss, named like "
+            "the argument (`[init] x = 1.0`, swept as `axes.x` or `axes.\"init.x\"`; an argument named like "
+            "another option, e.g. `lr`, is swept as `axes.\"init.lr\"`, its dimension `init.lr`). The older "
+            "name `<arg>0` (`x0`) is still accepted where it is not itself an argument of the loss (for "
+            "`f(w, w0)`, `w0` is the argument `w0`). "
+            "Each `[problem] constants` entry `c` is the traced option `constants.c` (`axes.c` where no other "
+            "option is named `c`).", ""]
     out += _table("[train]", TRAIN_OPTIONS)
     out += ["Optimizers: " + ", ".join(f"`{k}`" for k in ALL_OPTIMIZERS) + ". Activations: "
             + ", ".join(f"`{k}`" for k in ACTIVATIONS) + ".", ""]

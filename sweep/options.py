@@ -11,7 +11,8 @@ class Opt:
     """One spec key.
 
     kind: "float" | "int" | "bool" | "choice" | "str" | "floats" (a number or a list of numbers) |
-      "ints" (an integer or a non-empty list of integers, e.g. layer widths; lo applies to each).
+      "ints" (an integer or a non-empty list of integers, e.g. layer widths; lo applies to each) |
+      "table" (a table of name = finite number, e.g. a function loss's constants).
     traced: a number whose swept values are per-trajectory arrays (never recompiles); a traced "int"
       reaches the problem as a float array holding the integer (exact below 2**24; e.g. ``init_row``).
     Other options, swept as axes, are static: one compilation per value.
@@ -42,7 +43,8 @@ class Opt:
             rng = f" <= {_num(self.hi)}"
         return {"float": "a number (inf allowed)" if self.infinite else "a finite number", "int": "an integer", "str": "a string",
                 "floats": "a number or a list of numbers",
-                "ints": "an integer or a list of integers"}[self.kind] + rng
+                "ints": "an integer or a list of integers",
+                "table": "a table of name = number"}[self.kind] + rng
 
     def check(self, value: Any) -> Any:
         """Return the normalised value or raise ValueError with what is allowed."""
@@ -60,6 +62,10 @@ class Opt:
             if not isinstance(value, str) or (not value and self.default != ""):
                 raise ValueError(self.allowed())
             return value
+        if k == "table":
+            if not isinstance(value, dict) or not all(isinstance(n, str) for n in value):
+                raise ValueError(self.allowed())
+            return {n: Opt(0.0, "float", "").check(x) for n, x in value.items()}
         if k == "ints":
             items = list(value) if isinstance(value, (list, tuple)) else [value]
             if not items:
