@@ -135,6 +135,14 @@ def test_an_underflowing_gradient_is_not_dead_and_a_saddle_is_stuck():
         assert not np.any(got == "dead")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_registered_uv_model_ends_stuck_at_its_saddle(dtype):
+    ds = sweep.run({"problem": {"name": "uv"}, "train": {"steps": 400, "lr": 0.5}, "run": {"dtype": dtype},
+                    "axes": {"u0": [-1.2, 0.0], "v0": [1.2, 0.0]}}, progress=False)
+    got = names(ds.outcome.values)
+    assert got[0, 0] == "stuck" and got[1, 1] == "stuck" and not np.any(got == "dead")
+
+
 def test_dead_needs_every_entry_of_the_gradient_exactly_zero():
     from sweep.step import all_zero, tree_norm
 
