@@ -268,8 +268,10 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         last_loss = jnp.where(running, loss, s.last_loss)
         last_gnorm = jnp.where(running, gnorm, s.last_gnorm)
         min_loss = jnp.where(running, jnp.fmin(s.min_loss, loss), s.min_loss)
-        max_loss = jnp.where(alive, jnp.fmax(s.max_loss, loss), s.max_loss)
-        path_all = jnp.where(alive & (t > 0), s.path_all + jnp.abs(loss - s.last_loss), s.path_all)
+        max_loss, path_all = s.max_loss, s.path_all  # (only read by stop events)
+        if stops:
+            max_loss = jnp.where(alive, jnp.fmax(s.max_loss, loss), s.max_loss)
+            path_all = jnp.where(alive & (t > 0), s.path_all + jnp.abs(loss - s.last_loss), s.path_all)
         in_win = alive & x.wmask & (t >= win_start)
         win_loss = jnp.where(in_win & (t == win_start), wloss, s.win_start)
         path = jnp.where(in_win & (t > win_start), s.path + jnp.abs(wloss - s.win_last), s.path)
