@@ -124,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import SpecError
+    from .io import StorageError
 
     try:
         args = _parser().parse_args(argv)
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except StorageError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - last resort: one line, exit 1
         if os.environ.get("SWEEP_DEBUG"):
             raise
@@ -204,7 +208,7 @@ def cmd_run(args) -> int:
                  dtype=args.dtype, progress=progress, shard=shard)
     except Interrupted as e:
         print(str(e).replace("SPEC", args.spec), file=sys.stderr)
-        return 130
+        return 128 + e.signum
     if not args.quiet:
         wall = time.perf_counter() - t
         print(f"wrote {out} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)",
