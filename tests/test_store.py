@@ -56,7 +56,7 @@ def test_shards_merge_into_the_single_run_file(tmp_path):
     assert not (tmp_path / "m2.nc").exists() and not (tmp_path / "m4.nc").exists()
 
 
-def _spec_file(tmp_path, steps=3000):
+def _spec_file(tmp_path, steps=3000, nw=24, nb=16):
     p = tmp_path / "spec.toml"
     p.write_text(f"""
 [problem]
@@ -69,8 +69,8 @@ optimizer = "adam"
 [run]
 early_exit = false
 [axes]
-w0 = {{ linspace = [-3.0, 3.0, 24] }}
-b0 = {{ linspace = [-3.0, 3.0, 16] }}
+w0 = {{ linspace = [-3.0, 3.0, {nw}] }}
+b0 = {{ linspace = [-3.0, 3.0, {nb}] }}
 """)
     return p
 
@@ -239,3 +239,73 @@ def test_slab_size_is_whole_rows_or_whole_chunks(shape, elements):
         assert any(s % r == 0 and (r <= elements or r == 1) for r in inner)
         # ... and is at most the budget unless one HDF5 chunk along that dimension is bigger
         assert s <= max(elements, int(np.prod(chunks)))
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_live_run_is_refused_and_a_dead_ones_lock_is_taken(tmp_path):
+    import socket
+
+    spec = _spec_file(tmp_path, steps=2_000_000, nw=2, nb=1)  # one chunk of tens of seconds
+    out = tmp_path / "r.nc"
+    lock = tmp_path / "r.nc.lock"
+    first = subprocess.Popen(_cli("run", spec, "--out", out, "--quiet"), stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not (lock.exists() and f'"pid": {first.pid}' in lock.read_text()):
+            assert first.poll() is None and time.time() - t0 < 120, "the first run did not take the lock"
+            time.sleep(0.05)
+        others = [subprocess.Popen(_cli("run", spec, "--out", out, "--quiet", *extra), stderr=subprocess.PIPE,
+                                   text=True) for extra in ([], ["--overwrite"])]
+        for p in others:
+            err = p.communicate(timeout=120)[1]
+            assert p.returncode == 2, err
+            assert f"pid {first.pid} on host {socket.gethostname()}" in err and "Traceback" not in err
+            assert len(err.strip().splitlines()) == 1
+        for how in ({"overwrite": True}, {"resume": True}):
+            with pytest.raises(sweep.SpecError, match=f"pid {first.pid}"):
+                sweep.run(str(spec), out=out, progress=False, **how)
+        assert first.poll() is None  # the refused writers did not disturb it
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert lock.exists()  # left by the killed run: its pid is dead, so the lock is stale
+    (tmp_path / "q").mkdir()
+    quick = _spec_file(tmp_path / "q", steps=10, nw=2, nb=1)
+    r = subprocess.run(_cli("run", quick, "--out", out, "--quiet", "--overwrite"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not lock.exists() and xr.open_dataset(out).outcome.size == 2
+
+
+def test_lock_file_contents_decide_without_flock(tmp_path, monkeypatch):
+    """Where flock is unavailable: a dead pid on this host is stale; a live one, or another host's, is refused."""
+    import json
+    import socket
+
+    import sweep.lock as lock
+
+    class NoFlock:
+        LOCK_EX = LOCK_NB = 0
+
+        @staticmethod
+        def flock(fd, op):
+            raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(lock, "fcntl", NoFlock)
+    out = tmp_path / "r.nc"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid, host, refused in ((dead.pid, socket.gethostname(), False), (live.pid, socket.gethostname(), True),
+                                   (dead.pid, "elsewhere.example", True)):
+            lock.lock_path(out).write_text(json.dumps({"pid": pid, "host": host, "started": "t", "command": "c"}))
+            if refused:
+                with pytest.raises(lock.OutputLocked, match=f"pid {pid} on host {host}"):
+                    lock.OutputLock(out).acquire()
+            else:
+                with lock.OutputLock(out):
+                    assert json.loads(lock.lock_path(out).read_text())["pid"] == os.getpid()
+                assert not lock.lock_path(out).exists()
+    finally:
+        live.kill()
+        live.wait()
