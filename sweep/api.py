@@ -18,7 +18,7 @@ from .engine import chunk_starts, execute, make_plan, metric_attrs, recorded_ind
 from .io import (check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
                  var_attrs)
 from .lock import OutputLock
-from .store import PartStore, assemble
+from .store import DamagedPart, PartStore, assemble
 
 
 class Interrupted(RuntimeError):
@@ -184,28 +184,32 @@ def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress
         sig.stage = "assembling"
         sig.hint = hint
         attrs = _attrs(spec, plan, dtype, stats, time.perf_counter() - t_start)
-        if shard is not None:
-            from .merge import write_part_file
-
-            write_part_file(out, spec, plan, shard, store.iter_parts(), attrs, store.variables(), overwrite=overwrite,
-                            metrics=metric_attrs(plan))
-            store.remove()
-            return xr.open_dataset(out)
-        dtypes = store.variables()
-        attrs_of = metric_attrs(plan)
-        var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, attrs_of)} for n in order_vars(dtypes)}
-        skel = with_recorded(skeleton(spec, attrs), plan)
-        bar = _Progress(progress, spec.n_trajectories, f"assembling {out.name}", "points")
-        t_asm = time.perf_counter()
-
-        def final_attrs():
-            return _final_times(attrs, time.perf_counter() - t_asm, time.perf_counter() - t_start)
-
         try:
-            assemble(out, skel, spec.dims, store.parts(), var_specs, overwrite=True, progress=bar.update,
-                     final_attrs=final_attrs)
-        finally:
-            bar.close()
+            if shard is not None:
+                from .merge import write_part_file
+
+                write_part_file(out, spec, plan, shard, store.iter_parts(), attrs, store.variables(),
+                                overwrite=overwrite, metrics=metric_attrs(plan))
+                store.remove()
+                return xr.open_dataset(out)
+            parts, dtypes = store.scan()
+            attrs_of = metric_attrs(plan)
+            var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, attrs_of)} for n in order_vars(dtypes)}
+            skel = with_recorded(skeleton(spec, attrs), plan)
+            bar = _Progress(progress, spec.n_trajectories, f"assembling {out.name}", "points")
+            t_asm = time.perf_counter()
+
+            def final_attrs():
+                return _final_times(attrs, time.perf_counter() - t_asm, time.perf_counter() - t_start)
+
+            try:
+                assemble(out, skel, spec.dims, parts, var_specs, overwrite=True, progress=bar.update,
+                         final_attrs=final_attrs)
+            finally:
+                bar.close()
+        except DamagedPart as e:
+            e.path.unlink(missing_ok=True)
+            raise DamagedPart(f"{e}: deleted; recompute it with  {hint}", e.path) from None
     store.remove()
     return load(out)
 

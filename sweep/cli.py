@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["info"], formatter_class=fmt)
     i.add_argument("path")
     i.add_argument("--spec", action="store_true", help="also print the full spec")
+    i.add_argument("--check", action="store_true", help="read every variable in full (verifying the HDF5 "
+                   "checksums) and name any damaged one; exit 1 if one is")
 
     pl = sub.add_parser("plot", help="draw a map from a result file", epilog=EXAMPLES["plot"], formatter_class=fmt)
     pl.add_argument("path")
@@ -294,13 +296,29 @@ def cmd_info(args) -> int:
         shown = ", ".join(map(str, vals[:6])) + (", ..." if vals.size > 6 else "")
         print(f"  {name}: [{shown}]" + (f" ({c.attrs['spacing']})" if "spacing" in c.attrs else ""))
     print("variables: " + ", ".join(ds.data_vars))
-    print(f"outcomes: {_summary_line(ds)}")
-    for k in ("n_trajectories", "steps", "dtype", "backend", "devices", "created", "wall_time_s",
-              "trajectory_steps_per_s", "sweep_version", "jax_version", "spec_hash"):
+    try:
+        print(f"outcomes: {_summary_line(ds)}")
+    except (RuntimeError, OSError) as e:
+        print(f"outcomes: unreadable ({type(e).__name__}: {_one_line(e)}): the file is damaged; "
+              "sweep info --check names the damaged variables")
+    for k in ("n_trajectories", "steps", "dtype", "backend", "devices", "created", "wall_time_s", "compute_time_s",
+              "assemble_time_s", "trajectory_steps_per_s", "sweep_version", "jax_version", "spec_hash"):
         if k in ds.attrs:
             print(f"{k}: {ds.attrs[k]}")
     if args.spec:
         print(ds.attrs.get("spec", ""))
+    if args.check:
+        from .io import check_file
+
+        ds.close()
+        bad = check_file(args.path)
+        for name, err in bad:
+            print(f"damaged: variable {name!r} of {args.path} cannot be read ({err})", file=sys.stderr)
+        if bad:
+            print(f"check: {len(bad)} damaged variable(s): {', '.join(n for n, _ in bad)}; rerun the sweep "
+                  "(sweep run SPEC --out ... --overwrite) to rewrite the file", file=sys.stderr)
+            return 1
+        print("check: every variable read in full; checksums match")
     return 0
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import xarray as xr
 
 from .config import SpecError, parse_spec, tomllib
-from .io import check_writable, load, order_vars, publish, skeleton, var_attrs
-from .store import Part, assemble, fill_missing
+from .io import StorageError, check_writable, load, order_vars, publish, skeleton, var_attrs
+from .store import Part, assemble, fill_missing, write_error
 
 PART_DIM = "trajectory"
 
@@ -53,6 +53,10 @@ def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterab
             for k, v in meta.items():
                 nc.setncattr(k, v)
         publish(tmp, out)
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, StorageError):
+            raise
+        raise StorageError(write_error(out, e)) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

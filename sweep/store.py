@@ -52,6 +52,10 @@ class Part(NamedTuple):
 class DamagedPart(StorageError):
     """A part file whose bytes do not match its checksum (or that cannot be read)."""
 
+    def __init__(self, message: str, path: str | os.PathLike):
+        super().__init__(message)
+        self.path = Path(path)
+
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:_DIGEST]
@@ -77,7 +81,7 @@ def read_part(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     except OSError as e:
         raise StorageError(f"reading part {str(path)!r} failed: {e.strerror or e}") from None
     if parsed and parsed[1] is not None and _digest(data) != parsed[1]:
-        raise DamagedPart(f"part {str(path)!r} is damaged (its bytes do not match the checksum in its name)")
+        raise DamagedPart(f"part {str(path)!r} is damaged (its bytes do not match the checksum in its name)", path)
     try:
         with np.load(io.BytesIO(data)) as z:
             if parsed and parsed[1] is None:  # format 1: no checksum of ours; the zip CRCs then
@@ -87,7 +91,7 @@ def read_part(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             res = {k: z[k] for k in z.files if k != "__index__"}
             return np.asarray(z["__index__"], np.int64), res
     except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise DamagedPart(f"part {str(path)!r} is damaged ({type(e).__name__}: {e})") from None
+        raise DamagedPart(f"part {str(path)!r} is damaged ({type(e).__name__}: {e})", path) from None
 
 
 class PartStore:
@@ -170,28 +174,21 @@ class PartStore:
         for _, p in sorted(self._paths().items()):
             yield read_part(p)
 
-    def parts(self) -> list[Part]:
-        """Every part with the flat index range it covers (reads only each part's index array)."""
-        out = []
+    def scan(self) -> tuple[list[Part], dict[str, np.dtype]]:
+        """Every part (verified) with the flat index range it covers, and name -> dtype of every
+        result variable in any part."""
+        parts, dtypes = [], {}
         for _, p in sorted(self._paths().items()):
-            try:
-                with np.load(p) as z:
-                    index = z["__index__"]
-            except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as e:
-                raise DamagedPart(f"part {str(p)!r} is damaged ({type(e).__name__}: {e})") from None
+            index, res = read_part(p)
+            for k, x in res.items():
+                dtypes.setdefault(k, x.dtype)
             if index.size:
-                out.append(Part(int(index.min()), int(index.max()), lambda p=p: read_part(p), str(p)))
-        return out
+                parts.append(Part(int(index.min()), int(index.max()), lambda p=p: read_part(p), str(p)))
+        return parts, dtypes
 
     def variables(self) -> dict[str, np.dtype]:
-        """name -> dtype of every result variable in any part (reads one array per new name)."""
-        seen: dict[str, np.dtype] = {}
-        for p in self._paths().values():
-            with np.load(p) as z:
-                for k in z.files:
-                    if k != "__index__" and k not in seen:
-                        seen[k] = z[k].dtype
-        return seen
+        """name -> dtype of every result variable in any part."""
+        return self.scan()[1]
 
     def nbytes(self) -> int:
         return sum(p.stat().st_size for p in self._paths().values())

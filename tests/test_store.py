@@ -309,3 +309,124 @@ def test_lock_file_contents_decide_without_flock(tmp_path, monkeypatch):
     finally:
         live.kill()
         live.wait()
+
+
+TIMING = ("created", "wall_time_s", "compute_time_s", "first_call_s", "assemble_time_s", "trajectory_steps_per_s",
+          "compute_trajectory_steps_per_s", "trajectories_run")
+
+
+def _without_timing(ds):
+    return ds.drop_attrs().assign_attrs({k: v for k, v in ds.attrs.items() if k not in TIMING})
+
+
+def _interrupted_before_assembly(out, monkeypatch, spec=SPEC, chunk_size=6):
+    """A run whose chunks are all written as parts but whose file is never assembled."""
+    import sweep.api as api
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(api, "assemble", fail)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run(spec, out=out, chunk_size=chunk_size, progress=False)
+    return sorted((out.parent / (out.name + ".parts")).glob("chunk_*.npz"))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "zero"])
+def test_a_damaged_part_is_named_deleted_and_recomputed_on_resume(tmp_path, monkeypatch, capsys, damage):
+    from sweep.store import PartStore
+
+    ref = sweep.run(SPEC, out=tmp_path / "ref.nc", chunk_size=6, progress=False)
+    out = tmp_path / "r.nc"
+    parts = _interrupted_before_assembly(out, monkeypatch)
+    assert len(parts) == 2 * -(-9 * 7 // 6)  # (w0, b0) in chunks of 6, per optimizer
+    bad = parts[3]
+    data = bytearray(bad.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[100:4196] = bytes(min(4096, len(data) - 100))
+    bad.write_bytes(bytes(data))
+    written = []
+    real = PartStore.write
+    monkeypatch.setattr(PartStore, "write", lambda self, i, *a: (written.append(i), real(self, i, *a))[1])
+    capsys.readouterr()
+    ds = sweep.run(SPEC, out=out, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert bad.name in err and "damaged" in err
+    assert written == [3]  # only the damaged chunk was computed again
+    xr.testing.assert_identical(_without_timing(ref.load()), _without_timing(ds.load()))
+
+
+def test_assembly_names_a_part_damaged_after_the_resume_check(tmp_path, monkeypatch):
+    from sweep.store import DamagedPart, PartStore, read_part
+
+    out = tmp_path / "r.nc"
+    parts = _interrupted_before_assembly(out, monkeypatch)
+    monkeypatch.setattr(PartStore, "verify", lambda self: [])  # damage that happens after the check
+    data = bytearray(parts[5].read_bytes())
+    data[-30] ^= 1
+    parts[5].write_bytes(bytes(data))
+    with pytest.raises(DamagedPart, match=parts[5].name):
+        read_part(parts[5])
+    with pytest.raises(sweep.io.StorageError, match=parts[5].name):
+        sweep.run(SPEC, out=out, resume=True, progress=False)
+    assert not out.exists()
+
+
+def test_stale_temporary_files_are_removed(tmp_path, monkeypatch):
+    out = tmp_path / "r.nc"
+    _interrupted_before_assembly(out, monkeypatch)
+    stale = [tmp_path / ".r.nc.k3j2.tmp", tmp_path / "r.nc.parts" / ".chunk_4.x8a.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    keep = tmp_path / ".other.nc.k3j2.tmp"
+    keep.write_bytes(b"someone else's")
+    sweep.run(SPEC, out=out, resume=True, progress=False)
+    assert not any(p.exists() for p in stale) and keep.exists()
+    assert sorted(os.listdir(tmp_path)) == [".other.nc.k3j2.tmp", "r.nc"]
+
+
+def test_info_check_names_a_damaged_variable(tmp_path, capsys):
+    """4 KiB zeroed inside a finished file's data: info --check reads everything and names what is damaged."""
+    import netCDF4
+
+    from sweep.cli import main
+
+    src = tmp_path / "r.nc"
+    sweep.run({**SPEC, "axes": {"w0": {"linspace": [-2, 2, 64]}, "b0": {"linspace": [-2, 2, 64]}}}, out=src,
+              progress=False)
+    with netCDF4.Dataset(src) as nc:  # every variable carries HDF5 Fletcher-32 checksums
+        assert all(v.filters()["fletcher32"] for k, v in nc.variables.items() if k not in ("w0", "b0") or v.ndim)
+    assert main(["info", str(src), "--check"]) == 0
+    assert "checksums match" in capsys.readouterr().out
+    size = src.stat().st_size
+    for offset in range(size // 2 // 4096 * 4096, size, 4096):  # the data lie after the metadata
+        bad = tmp_path / "bad.nc"
+        data = bytearray(src.read_bytes())
+        data[offset:offset + 4096] = bytes(len(data[offset:offset + 4096]))
+        bad.write_bytes(bytes(data))
+        try:
+            ds = xr.open_dataset(bad)
+        except Exception:  # noqa: BLE001 - metadata hit: look further on
+            continue
+        unreadable = set()
+        for k in ds.variables:
+            try:
+                ds[k].load()
+            except RuntimeError:
+                unreadable.add(k)
+        ds.close()
+        if unreadable:
+            break
+    else:
+        pytest.fail("no 4 KiB block of the data region damaged a variable")
+    capsys.readouterr()
+    assert main(["info", str(bad)]) == 0  # the metadata are fine ...
+    assert main(["info", str(bad), "--check"]) == 1  # ... the data are not
+    err = capsys.readouterr().err
+    named = {line.split("'")[1] for line in err.splitlines() if line.startswith("damaged: variable")}
+    assert named == unreadable, err
