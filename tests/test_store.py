@@ -115,16 +115,24 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_after_a_chunk_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_after_a_chunk_and_says_how_to_resume(tmp_path, sig, code):
+    """Ctrl-C or SIGTERM (a batch system's stop): the chunk in flight finishes, the resume command is
+    printed, the exit status is 128 + the signal. stderr is not a terminal: plain progress lines."""
     spec = _spec_file(tmp_path)
     out = tmp_path / "r.nc"
-    proc = subprocess.Popen(_cli("run", spec, "--out", out, "--chunk-size", 32, "--quiet"),
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cli("run", spec, "--out", out, "--chunk-size", 32), stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SWEEP_PROGRESS_EVERY": "0"})
     _wait_parts(tmp_path / "r.nc.parts", 2, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, err
-    assert "--resume" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    name = signal.Signals(sig).name
+    assert f"{name}: stopping after the current chunk" in err and "Traceback" not in err
+    assert f"resume with  sweep run {spec} --out {out} --resume" in err
+    progress = [line for line in err.splitlines() if line.startswith("sweep x3000 steps: ")]
+    assert progress and all("/384 traj (" in line for line in progress), err  # lines, not a redrawn bar
+    assert "\r" not in err
     assert len(list((tmp_path / "r.nc.parts").glob("chunk_*.npz"))) >= 2
     r = subprocess.run(_cli("run", spec, "--out", out, "--quiet", "--resume"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
