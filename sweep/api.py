@@ -135,6 +135,9 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
         _set_dtype(dtype)
         return _run_in_memory(spec, make_plan(spec, chunk_size, dtype), progress, t_start)
     out = check_writable(out, overwrite=overwrite, resume=resume)
+    if not resume and not out.parent.exists():  # refuse before the lock creates the output's folder
+        _set_dtype(dtype)
+        check_disk(make_plan(spec, chunk_size, dtype), out)
     with OutputLock(out):
         return _run_to_file(spec, out, overwrite, resume, chunk_size, dtype, progress, shard, t_start)
 
@@ -280,6 +283,81 @@ def check_disk(plan, out: Path, todo_fraction: float = 1.0, reuse: int = 0) -> d
                         f"{human_bytes(need)} for the file, but only {human_bytes(free)} is free in {str(anc)!r}; "
                         "free space, choose another --out, or run fewer trajectories (--shard I/N on other disks)")
     return {"bytes": need, "free": free, "dir": str(anc), "tight": parts + need > free + reuse}
+
+
+def plan_report(spec: Any, *, out: str | os.PathLike | None = None, chunk_size: int | None = None,
+                dtype: str | None = None, set: list[str] | None = None, probe: bool = True) -> dict:
+    """What a run would do, without doing it: sizes, the output's disk need, and an ETA.
+
+    The probe runs one chunk of the first compile group for ``PROBE_STEPS`` steps twice (the first
+    call compiles) with early exit off; the ETA then assumes every chunk runs every step, so it is
+    an upper bound (early exit and compaction make runs shorter), and it scales the first group's
+    speed to all groups.
+
+    Returns:
+      dict with n_trajectories, steps, compile_groups, chunks, chunk, devices, bytes_per_trajectory,
+      result_bytes, free_bytes, disk_dir, fits, and with the probe: probe_chunk, probe_steps,
+      compile_s, run_s (seconds of PROBE_STEPS steps of one chunk), eta_s.
+    """
+    spec = parse_spec(spec, set)
+    dtype = dtype or spec.run["dtype"]
+    _set_dtype(dtype)
+    plan = make_plan(spec, chunk_size, dtype)
+    from .engine import local_devices
+
+    rep = {"n_trajectories": spec.n_trajectories, "steps": int(spec.train["steps"]), "compile_groups": plan.n_compiles,
+           "chunks": plan.n_chunks, "chunk": plan.chunk, "devices": f"{len(local_devices())} {jax.default_backend()}",
+           "bytes_per_trajectory": bytes_per_trajectory(plan), "result_bytes": result_bytes(plan)}
+    if out is not None:
+        try:
+            disk = check_disk(plan, Path(out))
+            rep.update(free_bytes=disk["free"], disk_dir=disk["dir"], fits=True)
+        except SpecError as e:
+            rep.update(fits=False, refusal=str(e))
+            import shutil
+
+            rep["free_bytes"] = None
+            anc = Path(out).parent
+            while not anc.exists() and anc != anc.parent:
+                anc = anc.parent
+            rep["disk_dir"] = str(anc)
+            try:
+                rep["free_bytes"] = shutil.disk_usage(anc).free
+            except OSError:
+                pass
+    if probe and plan.groups:
+        rep.update(_probe(spec, plan))
+    return rep
+
+
+PROBE_STEPS = 64
+
+
+def _probe(spec: Spec, plan) -> dict:
+    from .engine import make_chunk, run_chunk
+
+    k = min(PROBE_STEPS, int(spec.train["steps"]))
+    from .config import load_spec_dict
+
+    d = load_spec_dict(spec)
+    d["train"]["steps"] = k
+    d["run"] = {**d.get("run", {}), "early_exit": False}
+    d.pop("record", None)
+    if "steps" in d.get("axes", {}):
+        d["axes"] = {**d["axes"], "steps": [k]}
+    pspec = parse_spec(d)
+    pplan = make_plan(pspec, plan.chunk, plan.dtype)
+    c = make_chunk(pplan, pplan.groups[0], 0)
+    t0 = time.perf_counter()
+    run_chunk(pplan, c)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_chunk(pplan, c)
+    run_s = time.perf_counter() - t0
+    per_chunk = run_s * spec.train["steps"] / k
+    compile_s = max(0.0, first - run_s)
+    return {"probe_chunk": pplan.chunk, "probe_steps": k, "compile_s": compile_s, "run_s": run_s,
+            "eta_s": plan.n_compiles * compile_s + plan.n_chunks * per_chunk}
 
 
 def distributed_part_path(out, shard: tuple[int, int]) -> Path:

@@ -13,6 +13,8 @@ from pathlib import Path
 EXAMPLES = {
     "run": "example:\n  sweep run experiments/seed000_relu_neuron.toml --out results/relu.nc\n"
            "  sweep run spec.toml --out r.nc --set train.steps=500 --set 'axes.lr=[0.1, 1.0]'",
+    "plan": "example:\n  sweep plan experiments/quickstart.toml --out results/quick.nc\n"
+            "  sweep run experiments/quickstart.toml --out results/quick.nc --dry-run",
     "demo": "example:\n  sweep demo --out sweep_demo",
     "info": "example:\n  sweep info results/relu.nc",
     "plot": "example:\n  sweep plot results/relu.nc --x w0 --y b0 -o relu.png\n"
@@ -73,7 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
     r.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    r.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    r.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal "
+                   "(default there: a plain progress line now and then, for batch logs)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan (as 'sweep plan') and exit without computing")
+
+    pn = sub.add_parser("plan", help="what a run would do: sizes, the output's size and free disk, an ETA",
+                        epilog=EXAMPLES["plan"], formatter_class=fmt)
+    pn.add_argument("spec", help="path to the TOML spec")
+    pn.add_argument("--out", "-o", help="the output the run would write (default: the spec's name with .nc)")
+    pn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key (repeatable)")
+    pn.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
+    pn.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
+    pn.add_argument("--no-probe", action="store_true", help="no timed probe (and so no ETA): answers at once")
 
     d = sub.add_parser("demo", help="seed 000's (w0, b0) basin map of a ReLU neuron, as .nc and .png",
                        epilog=EXAMPLES["demo"], formatter_class=fmt)
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             _parser().print_help()
             return 0
-        return {"run": cmd_run, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -199,6 +212,8 @@ def cmd_run(args) -> int:
         raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
     shard = parse_shard(args.shard)
     out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    if args.dry_run:
+        return _print_plan(spec, out, args.chunk_size, args.dtype, probe=True, where=args.spec)
     check_writable(out, overwrite=args.overwrite, resume=args.resume)
     if not args.quiet:
         print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out)
@@ -217,6 +232,53 @@ def cmd_run(args) -> int:
               file=sys.stderr)
         print(f"outcomes: {_summary_line(ds)}", file=sys.stderr)
     return 0
+
+
+def cmd_plan(args) -> int:
+    from .config import SpecError, parse_spec
+
+    spec = parse_spec(args.spec, args.set)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
+    out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    return _print_plan(spec, out, args.chunk_size, args.dtype, probe=not args.no_probe, where=args.spec)
+
+
+def _print_plan(spec, out, chunk_size, dtype, probe: bool, where: str) -> int:
+    """``sweep plan`` / ``sweep run --dry-run``: exit 0, or 2 when the output would not fit on its disk."""
+    from .api import plan_report
+    from .io import human_bytes
+
+    r = plan_report(spec, out=out, chunk_size=chunk_size, dtype=dtype, probe=probe)
+    print(f"plan for {where} -> {out}")
+    print(f"  {r['n_trajectories']:,} trajectories x {r['steps']:,} steps = "
+          f"{r['n_trajectories'] * r['steps']:,} trajectory-steps")
+    print(f"  {r['compile_groups']} compile group(s), {r['chunks']:,} chunk(s) of {r['chunk']:,} trajectories "
+          f"on {r['devices']} device(s)")
+    print(f"  output: up to {human_bytes(r['result_bytes'])} ({r['bytes_per_trajectory']} B per trajectory "
+          "uncompressed; zlib makes the file smaller); the parts take about as much until the file is assembled")
+    free = r.get("free_bytes")
+    print(f"  disk: {human_bytes(free) if free is not None else 'unknown'} free in {r.get('disk_dir')!r}"
+          + ("" if r.get("fits", True) else " - does not fit"))
+    if "eta_s" in r:
+        print(f"  probe: one chunk of {r['probe_chunk']:,} for {r['probe_steps']} steps: compile {r['compile_s']:.1f} s, "
+              f"run {r['run_s']:.2f} s")
+        print(f"  ETA: at most {_duration(r['eta_s'])} ({r['compile_groups']} compile(s) + {r['chunks']:,} chunk(s) x "
+              f"{r['steps']:,} steps at the probe's speed; early exit and compaction make it shorter)")
+    if not r.get("fits", True):
+        print(f"error: {r['refusal']}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
 
 
 def cmd_refine(args) -> int:
