@@ -173,7 +173,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         path = jnp.where(in_win & (t > win_start), s.path + jnp.abs(wloss - s.win_last), s.path)
         win_last = jnp.where(in_win, wloss, s.win_last)
         first = {n: jnp.where(alive & events[n] & (f < 0), t, f).astype(jnp.int32) for n, f in s.first.items()}
-        in_tail = alive & (t > steps - tail)
+        in_tail = alive & (((t >= steps - tail) & (t < steps)) if problem.tail_pre else (t > steps - tail))
         tail_sum = jnp.where(in_tail, s.tail_sum + jnp.where(jnp.isfinite(loss), loss, jnp.inf), s.tail_sum)
         tail_n = jnp.where(in_tail, s.tail_n + 1, s.tail_n).astype(jnp.int32)
         # the optimizer step, only for runs still alive and with budget left
