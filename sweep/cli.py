@@ -450,7 +450,7 @@ def cmd_plot(args) -> int:
 
 def cmd_list(args) -> int:
     from .activations import ACTIVATIONS
-    from .optimizers import OPTIMIZERS, SECOND_ORDER
+    from .optimizers import OPTIMIZERS, SECOND_ORDER, default_lr
     from .outcomes import MESSAGES, Outcome
     from .problems import PROBLEMS
 
@@ -462,10 +462,10 @@ def cmd_list(args) -> int:
         print(f"  {k:20s} {a.doc}")
     print("optimizers:")
     for k, o in OPTIMIZERS.items():
-        hp = ", ".join(("lr",) + o.hyperparams)
+        hp = ", ".join((f"lr (default {default_lr(k):g})",) + o.hyperparams)
         print(f"  {k:20s} {o.doc} [{hp}]")
     for k, doc in SECOND_ORDER.items():
-        print(f"  {k:20s} {doc} [lr, damping]")
+        print(f"  {k:20s} {doc} [lr (default {default_lr(k):g}), damping]")
     print("initialisers:")
     print("  constant per parameter: [init] w0, b0, ... (any can be an axis)")
     print("outcomes:")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 
 from .options import EventSpec, Opt
-from .optimizers import ALL_OPTIMIZERS, HYPER_DEFAULTS, SECOND_ORDER
+from .optimizers import ALL_OPTIMIZERS, HYPER_DEFAULTS, LR_DEFAULTS, SECOND_ORDER, default_lr
 from .outcomes import Thresholds
 from . import user_loss
 from .problems import DATA_OPTIONS, PROBLEMS, constant_key, function_start_keys, load_function, problem_init_options
@@ -125,7 +125,10 @@ def _bytes(n: float) -> str:
 TRAIN_OPTIONS: dict[str, Opt] = {
     "steps": Opt(1000, "int", "optimizer steps per trajectory", lo=1, hi=MAX_STEPS),
     "optimizer": Opt("sgd", "choice", "the optimizer", choices=ALL_OPTIMIZERS),
-    "lr": Opt(HYPER_DEFAULTS["lr"], "float", "learning rate", lo=0.0, lo_open=True, traced=True),
+    "lr": Opt(None, "float", "learning rate; default: the optimizer's own, "
+              + ", ".join(f"{v:g} for {k}" for k, v in LR_DEFAULTS.items())
+              + f" (a full second-order step), {HYPER_DEFAULTS['lr']:g} for the others (a sweep over optimizers "
+              "without lr runs each at its own)", lo=0.0, lo_open=True, traced=True),
     "lr_mode": Opt("absolute", "choice", "absolute: the step size is lr; sharpness: each trajectory's step size is "
                    "lr / lambda0, lambda0 = the top Hessian eigenvalue of the loss at its initial parameters (power "
                    "iteration, stored as lambda0), so lr = 2 is GD's stability edge on a quadratic and lr > 2 a "
@@ -475,6 +478,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None, *, folder: str |
 
     train = _section("train", _table(d, "train"), TRAIN_OPTIONS)
     train = {k: train.get(k, o.default) for k, o in TRAIN_OPTIONS.items()}
+    lr_given = train["lr"] is not None
     init_given = _table(d, "init")
     start = {k: k for k in init_schema}  # [init] key -> its option name (the traced value, the axis)
     if fn is not None:
@@ -510,6 +514,9 @@ def parse_spec(source: Any, overrides: list[str] | None = None, *, folder: str |
 
     axes = _parse_axes(_table(d, "axes"), options, seed, aliases)
     swept = {m for a in axes for m in a.members}
+    if not lr_given and "lr" not in swept:  # each optimizer's own default (one value: written into the spec)
+        lrs = {default_lr(o) for o in _optimizers_used(train, axes)}
+        train["lr"] = lrs.pop() if len(lrs) == 1 else None
     if len(set(a.name for a in axes)) != len(axes):
         raise SpecError("axes: two axes share a dimension name")
     # normalised raw spec (what is stored in files): defaults filled in, axes as given
@@ -524,7 +531,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None, *, folder: str |
         else:
             raw["problem"].pop("constants", None)
         popts["constants"] = tuple(fn.constants)
-    raw["train"] = train
+    raw["train"] = {k: v for k, v in train.items() if v is not None}
     raw["init"] = init
     init = {start[k]: v for k, v in init.items()}
     raw["outcome"] = {k: v for k, v in outcome.items() if v is not None}
@@ -540,6 +547,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None, *, folder: str |
     _check_conflicts(train, popts, swept, axes)
     _check_problem_values(pdef, popts, init, axes)
     _check_least_squares(name, pdef, train, popts, axes)
+    _check_tail_window(popts, train, axes)
     _check_size(popts, axes)
     return Spec(seed=seed, description=desc, problem=name, problem_options=types.MappingProxyType(popts),
                 train=types.MappingProxyType(train), init=types.MappingProxyType(init),
@@ -739,10 +747,27 @@ def _count(key: str, v: Any, n: float) -> int:
     return int(n)
 
 
+def _optimizers_used(train, axes) -> set[str]:
+    """Every optimizer of a sweep: ``train.optimizer`` and the values of an optimizer axis."""
+    return {train["optimizer"]} | {v for a in axes for m, vals in zip(a.members, a.values) if m == "optimizer"
+                                   for v in vals}
+
+
+def _check_tail_window(popts, train, axes):
+    """tail_window = "pre" averages the losses before each of the last k updates: k <= steps."""
+    if popts.get("tail_window") != "pre":
+        return
+    members = {m: vals for a in axes for m, vals in zip(a.members, a.values)}
+    steps = min(members.get("steps", [train["steps"]]))
+    k = max(members.get("trainable_k", [popts["trainable_k"]]))
+    if k > steps:
+        raise _fail("problem.trainable_k", k, f"must be <= train.steps = {steps} with tail_window = 'pre' (the "
+                    "losses before each of the last k updates); use a smaller trainable_k or more steps")
+
+
 def _check_least_squares(name, pdef, train, popts, axes):
     """Gauss-Newton and Levenberg-Marquardt need residuals: refuse them early on other problems."""
-    used = {train["optimizer"]} | {v for a in axes for m, vals in zip(a.members, a.values) if m == "optimizer"
-                                   for v in vals}
+    used = _optimizers_used(train, axes)
     ls = [o for o in sorted(used) if o in SECOND_ORDER and o != "newton"]
     if ls and not (pdef.least_squares is not None and pdef.least_squares(popts)):
         raise _fail("train.optimizer", ls[0], f"needs a least-squares problem; {name!r} with these options has no "

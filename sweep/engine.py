@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Spec, points_per_step
 from .layout import blocking, in_blocks, make_value_and_grad, one_trajectory, primitives
-from .optimizers import OPTIMIZERS
+from .optimizers import OPTIMIZERS, default_lr
 from .problems import PROBLEMS
 from .outcomes import ALIVE, Thresholds
 from .step import StepInput, make_trajectory, propagate, sharpness, step_map
@@ -532,6 +532,8 @@ def chunk_inputs(plan: Plan, c: Chunk) -> tuple[dict, jax.Array, jax.Array]:
         else:
             d = spec.train if sec == "train" else spec.init if sec == "init" else spec.problem_options
             base = d.get(name) if name in d else opt.default
+            if name == "lr" and base is None:  # no lr in the spec: the group's optimizer's own default
+                base = default_lr(c.group.static.get("optimizer", spec.train["optimizer"]))
             values[name] = np.full(plan.chunk, np.nan if base is None else base, dtype)
     for pos, a in enumerate(spec.axes):
         for m, vals in zip(a.members, a.values):

@@ -49,6 +49,8 @@ class Problem(NamedTuple):
     constants: names of entries of the parameter dict that are per-trajectory constants drawn by
       ``init`` (e.g. data weights drawn from the trajectory's key): the loss reads them through
       ``stop_gradient``, optimizers never move them and second-order systems leave them out.
+    tail_pre: the ``tail`` losses are those before each of the last k updates (steps t = steps-k .. steps-1)
+      instead of the last k evaluated (t = steps-k+1 .. steps, the last one after the final update).
     """
 
     params: tuple[str, ...]
@@ -66,6 +68,7 @@ class Problem(NamedTuple):
     events: tuple[str, ...] = ()
     tail: int = 0
     constants: tuple[str, ...] = ()
+    tail_pre: bool = False
 
 
 class ProblemDef(NamedTuple):
