@@ -26,6 +26,17 @@ from .outcomes import ALIVE, Thresholds
 from .step import StepInput, make_trajectory, propagate, sharpness, step_map
 
 TRACE_COUNT = {"n": 0}  # test hook: incremented each time a chunk function is traced
+COMPILE_EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                            "/jax/core/compile/backend_compile_duration", "/jax/compilation_cache/cache_retrieval_time_sec"})
+COMPILE_SECONDS = [0.0]  # tracing + lowering + XLA compilation seen in this process (jax.monitoring)
+
+
+def _count_compile(event: str, duration: float, **_) -> None:
+    if event in COMPILE_EVENTS:
+        COMPILE_SECONDS[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
 _COMPILED: dict[Any, Callable] = {}
 
 REF_SALT = 2 ** 31 - 1  # fold-in value for the reference sample of fresh-data problems
@@ -662,6 +673,7 @@ def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
     True the loop ends there.
     """
     t0 = time.perf_counter()
+    compiled0 = COMPILE_SECONDS[0]
     compile_s = 0.0
     done = 0
     width = plan.spec.run["window"] if _segments(plan) else 1
@@ -699,7 +711,8 @@ def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
                 break
     else:
         flush()
-    return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done}
+    return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done,
+            "compile_time_s": COMPILE_SECONDS[0] - compiled0}
 
 
 def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | None = None):
