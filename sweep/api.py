@@ -13,6 +13,10 @@ import jax
 import numpy as np
 import xarray as xr
 
+from . import cores
+
+cores.settle()  # JAX has read the CPU device count sweep asked for
+
 from .config import Spec, SpecError, parse_spec
 from .engine import chunk_starts, execute, make_plan, metric_attrs, recorded_indices, run_recorded
 from .io import (StorageError, check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,

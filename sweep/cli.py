@@ -11,19 +11,19 @@ import time
 from pathlib import Path
 
 EXAMPLES = {  # tests/test_cli.py runs every line (in this order of verbs), so they must all work
-    "run": "examples:\n"
+    "run": "example:\n"
            "  sweep run experiments/quickstart.toml --out results/quick.nc\n"
            "  sweep run experiments/quickstart.toml --out results/quick.nc --resume    # after Ctrl-C, SIGTERM, kill\n"
            "  sweep run experiments/quickstart.toml --out q2.nc --set train.steps=500 --set 'axes.optimizer=[\"adam\"]'\n"
            "  sweep run experiments/quickstart.toml --dry-run                         # the plan only",
     "plan": "example:\n  sweep plan experiments/quickstart.toml --out results/quick.nc",
-    "info": "examples:\n  sweep info results/quick.nc\n  sweep info results/quick.nc --check --spec",
-    "plot": "examples:\n"
+    "info": "example:\n  sweep info results/quick.nc\n  sweep info results/quick.nc --check --spec",
+    "plot": "example:\n"
             "  sweep plot results/quick.nc --x w0 --y b0 --facet optimizer -o quick.png\n"
             "  sweep plot results/quick.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png\n"
             "  sweep plot results/quick.nc --x w0 --y b0 --sel optimizer=adam -o plots/adam.png\n"
             "  sweep plot results/quick.nc --x w0 --sel b0=0.5 --kind fractions -o plots/fractions.png",
-    "merge": "example (one run per shard, e.g. one per SLURM array task, then one merge):\n"
+    "merge": "example: one run per shard (e.g. one per SLURM array task), then one merge:\n"
              "  sweep run experiments/quickstart.toml --shard 0/2 --out parts/part0.nc\n"
              "  sweep run experiments/quickstart.toml --shard 1/2 --out parts/part1.nc\n"
              "  sweep merge parts/part*.nc -o results/merged.nc",
@@ -65,8 +65,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="sweep", description="Train millions of tiny networks at once; map how each run ended.",
                 epilog="run 'sweep VERB --help' for each verb's options and an example")
+    p.add_argument("--version", action="version", version=f"sweep {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -147,15 +150,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the verbs import what they need (JAX is imported only by verbs that compute): --help and
+    # --version answer without importing JAX
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    if args.verb is None:
+        _parser().print_help()
+        return 0
     from .config import SpecError
     from .io import StorageError
 
     try:
-        args = _parser().parse_args(argv)
-        if args.verb is None:
-            _parser().print_help()
-            return 0
-        return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return VERBS[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -174,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(e: BaseException) -> str:
     """An error message on one line (a user module's import error may span several)."""
-    return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    # a `function` loss's module is looked up on sys.path (the spec's folder included where the loader
+    # adds it): "run from its directory" is not the advice to give
+    return text.replace(" (e.g. run from its directory)", "")
 
 
 def _did_you_mean(name: str, choices) -> str:
@@ -518,6 +530,10 @@ def cmd_list(args) -> int:
     for o in Outcome:
         print(f"  {int(o)} {o.name.lower():12s} {MESSAGES[o]}")
     return 0
+
+
+VERBS = {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo,
+         "info": cmd_info, "plot": cmd_plot, "list": cmd_list}
 
 
 if __name__ == "__main__":

@@ -233,3 +233,35 @@ def test_a_bare_hdf_error_on_a_full_disk_is_called_so(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "_write_slab", hdf)
     with pytest.raises(sweep.io.StorageError, match=r"r.nc' failed: NetCDF: HDF error - the disk is full \(0 B free"):
         sweep.run(SMALL, out=tmp_path / "r.nc", progress=False)
+
+
+# ----------------------------------------------------------------------------- fast --help, --version
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["plot", "--help"], ["--version"]])
+def test_help_and_version_do_not_import_jax(argv):
+    code = ("import sys\nimport sweep.cli as c\ntry:\n    c.main(%r)\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\nprint('jax imported:', 'jax' in sys.modules)" % argv)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "jax imported: False" in r.stdout
+    if argv == ["--version"]:
+        assert r.stdout.startswith(f"sweep {sweep.__version__}")
+
+
+def test_import_sweep_registers_the_accessor_without_importing_jax_and_keeps_every_core():
+    code = ("import os, sys, sweep, xarray as xr\nprint(hasattr(xr.Dataset, 'sweep'), 'jax' in sys.modules)\n"
+            "import jax\nprint(len(jax.devices('cpu')))\n"
+            "sweep.run  # the API imports JAX and forgets the variable it set for it\n"
+            "print(os.environ.get('JAX_NUM_CPU_DEVICES'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                       env={**env, "SWEEP_CPU_DEVICES": "3"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "False", "3", "None"]
+
+
+def test_the_import_hint_of_a_function_loss_does_not_say_run_from_its_directory(tmp_path, capsys):
+    spec = _toml(tmp_path, {"problem": {"name": "function", "loss": "no_such_module_xyz:bowl"},
+                            "train": {"steps": 5}})
+    assert main(["run", str(spec), "--out", str(tmp_path / "r.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_module_xyz" in err and "run from its directory" not in err
