@@ -105,10 +105,12 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
       ``converge_step``, ``stop_step``, ``final_grad_norm``, ``final_<param>`` and metrics.
       With ``out``, the Dataset is opened lazily from the file. Timing attributes:
       ``wall_time_s`` (this call, everything: planning, compiling, computing, writing),
-      ``compute_time_s`` (running the chunks, compiles included), ``first_call_s`` (the first
+      ``compute_time_s`` (running the chunks, compiles included), ``compile_time_s`` (of that,
+      tracing, lowering and XLA compilation, from jax.monitoring), ``first_call_s`` (the first
       call of each compile group), ``assemble_time_s`` (writing the netCDF file);
-      ``trajectory_steps_per_s`` = trajectories run x steps / ``wall_time_s`` and
-      ``compute_trajectory_steps_per_s`` the same over ``compute_time_s``.
+      ``trajectory_steps_per_s`` = trajectories run x steps / ``wall_time_s``,
+      ``compute_trajectory_steps_per_s`` the same over ``compute_time_s`` and
+      ``run_trajectory_steps_per_s`` over ``compute_time_s - compile_time_s``.
 
     Example:
       >>> ds = sweep.run({"problem": {"name": "quartic"}, "train": {"steps": 200},
@@ -385,6 +387,8 @@ def _attrs(spec, plan, dtype, stats, wall: float) -> dict:
     stats = dict(stats)
     stats["compute_time_s"] = stats.pop("wall_time_s")
     stats["compute_trajectory_steps_per_s"] = stats["trajectories_run"] * steps / max(stats["compute_time_s"], 1e-9)
+    run_s = max(stats["compute_time_s"] - stats.get("compile_time_s", 0.0), 1e-9)
+    stats["run_trajectory_steps_per_s"] = stats["trajectories_run"] * steps / run_s
     stats["chunk_size"] = plan.chunk
     stats["compile_groups"] = plan.n_compiles
     attrs = provenance(spec, dtype, stats)

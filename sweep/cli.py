@@ -323,7 +323,7 @@ def cmd_refine(args) -> int:
     levels = args.levels if args.levels is not None else conf.get("levels", 4)
     var = args.var or conf.get("var", "outcome")
     out = args.out or str(src.with_suffix(".refined.nc"))
-    ds = refine(spec, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
+    ds = refine(spec if src.suffix == ".nc" else src, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
     a = ds.attrs
     print(f"{a['trajectories_used']:,} trajectories instead of {a['full_grid']:,} for the full finest grid "
           f"({a['ratio']:.1f}x fewer); boundary cells per level {a['boundary_cells']}; box-counting dimension "
@@ -508,7 +508,7 @@ def _plot(args, ds) -> int:
 
 def cmd_list(args) -> int:
     from .activations import ACTIVATIONS
-    from .optimizers import OPTIMIZERS, SECOND_ORDER
+    from .optimizers import OPTIMIZERS, SECOND_ORDER, default_lr
     from .outcomes import MESSAGES, Outcome
     from .problems import PROBLEMS
 
@@ -520,10 +520,10 @@ def cmd_list(args) -> int:
         print(f"  {k:20s} {a.doc}")
     print("optimizers:")
     for k, o in OPTIMIZERS.items():
-        hp = ", ".join(("lr",) + o.hyperparams)
+        hp = ", ".join((f"lr (default {default_lr(k):g})",) + o.hyperparams)
         print(f"  {k:20s} {o.doc} [{hp}]")
     for k, doc in SECOND_ORDER.items():
-        print(f"  {k:20s} {doc} [lr, damping]")
+        print(f"  {k:20s} {doc} [lr (default {default_lr(k):g}), damping]")
     print("initialisers:")
     print("  constant per parameter: [init] w0, b0, ... (any can be an axis)")
     print("outcomes:")

@@ -55,6 +55,8 @@ VAR_ATTRS: dict[str, dict] = {
     "sharpness": {"long_name": "top eigenvalue of the loss Hessian at the final parameters (power iteration)",
                   "units": "1"},
     "two_over_lr": {"long_name": "2 / lr: GD on a quadratic is stable iff sharpness < 2/lr", "units": "1"},
+    "lyapunov": {"long_name": "finite-time Lyapunov exponent of the training map (natural log per update; > 0: "
+                              "nearby starts separate, chaos; < 0: they contract, inside a basin)", "units": "1"},
     "lambda0": {"long_name": "top eigenvalue of the loss Hessian at the initial parameters (train.lr_mode = "
                              "'sharpness': the step size is lr / lambda0)", "units": "1"},
 }

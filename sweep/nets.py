@@ -83,6 +83,14 @@ def _layer_lr_options(first: str, rest: str) -> dict[str, Opt]:
     }
 
 
+def _loss_scale_option(loss: str, examples: str) -> dict[str, Opt]:
+    return {"loss_scale": Opt(1.0, "float", f"multiplier of the training loss, which is loss_scale * {loss}: a "
+                              "paper's loss convention given as it is instead of folded into lr (for plain GD, "
+                              f"loss_scale = c with lr is the same run as loss_scale = 1 with c*lr); {examples}. "
+                              "Every loss-valued result (final_loss, min_loss, targets) is in these units", lo=0.0,
+                              lo_open=True, traced=True)}
+
+
 # --------------------------------------------------------------------------- hidden layers
 class Hidden(NamedTuple):
     """A hidden layer's activation, resolved from the static options.
@@ -162,7 +170,8 @@ def init_arrays(path: str, table: dict[str, np.ndarray], shapes: dict[str, tuple
       fix: what to change when a shape is wrong (e.g. which options set it).
       strict: an array that is neither a parameter nor data (x, y, p) is an error (else ignored).
     Returns:
-      ({name: (float32 array of the parameter's shape or (K, *shape), has rows)}, Rows).
+      ({name: (float64 array of the parameter's shape or (K, *shape), has rows)}, Rows): kept in float64 on the
+      host and rounded once, to the run's dtype, when a trajectory starts (``put_file``).
     Raises:
       ValueError naming the file, the array, the expected shapes and the fix.
     """
@@ -191,7 +200,7 @@ def init_arrays(path: str, table: dict[str, np.ndarray], shapes: dict[str, tuple
                              f"{fix}: change those options or the array")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"file {path!r}: array {name!r} must be finite")
-        out[name] = (a.astype(np.float32), has)
+        out[name] = (a.astype(np.float64), has)
     return out, rows
 
 
@@ -205,11 +214,18 @@ def _init_file(o: dict, shapes: dict[str, tuple[int, ...]], fix: str) -> tuple[d
     return init_arrays(path, load_table(path), shapes, fix)
 
 
+def run_dtype(v: dict):
+    """The run's float dtype: that of the traced values (the engine gives them the run's dtype)."""
+    return jnp.asarray(v["init_scale"]).dtype
+
+
 def put_file(p: dict, arrays: dict, v: dict, weights: tuple[str, ...]) -> dict:
-    """``p`` with the file's arrays put in: row ``init_row`` of arrays with rows; ``weights`` times init_scale."""
-    row = row_of(v)
+    """``p`` with the file's arrays put in: row ``init_row`` of arrays with rows; ``weights`` times init_scale.
+    Each array is rounded once, from the file's float64 to the run's dtype (exact in float64 runs)."""
+    row, dt = row_of(v), run_dtype(v)
     for name, (a, has_rows) in arrays.items():
-        x = pick(a, row, 0) if has_rows else jnp.asarray(a)
+        x = jnp.asarray(a, dt)
+        x = pick(x, row, 0) if has_rows else x
         p[name] = v["init_scale"] * x if name in weights else x
     return p
 
@@ -282,7 +298,7 @@ def load_table(path: str) -> dict[str, np.ndarray]:
 
 
 def _labelled(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, labels) of a classification file: x (n, d) float32 and labels (n,) int64, or (.npz only) one dataset per
+    """(x, labels) of a classification file: x (n, d) float64 (the file's values) and labels (n,) int64, or (.npz only) one dataset per
     trajectory row, x (K, n, d) and labels (K, n) (an array without the K dimension is shared by the rows)."""
     t = load_table(path)
     if "columns" in t:
@@ -309,7 +325,7 @@ def _labelled(path: str) -> tuple[np.ndarray, np.ndarray]:
                          f"{y.shape}")
     if not np.all(np.isfinite(x)) or np.any(y < 0) or np.any(y != np.round(y)):
         raise ValueError(f"file {path!r}: x must be finite and y integer labels 0, 1, ...")
-    return x.astype(np.float32), y.astype(np.int64)
+    return x.astype(np.float64), y.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- mlp (seed 001)
@@ -481,7 +497,7 @@ def _build_mlp(o: dict) -> Problem:
     n_extra = sum((k - 1) * sizes[l + 1] * (sizes[l] + (1 if like else 0)) for l in range(L))
 
     def init(key, v):
-        u, at, p = unit_draws(key, o["init_dist"], n_draws), 0, {}
+        u, at, p, dt = unit_draws(key, o["init_dist"], n_draws), 0, {}, run_dtype(v)
         e, et = (unit_draws(jax.random.fold_in(key, 1), o["init_dist"], n_extra) if k > 1 else None), 0
         s = v["init_scale"]
         for l in range(L + 1):
@@ -490,7 +506,7 @@ def _build_mlp(o: dict) -> Problem:
             p[f"W{l}"] = s * f * u[at: at + fan_in * fan_out].reshape(fan_out, fan_in)
             at += fan_in * fan_out
             if has_b[l]:
-                b = jnp.full((fan_out,), v["bias_init"], jnp.float32)
+                b = jnp.full((fan_out,), v["bias_init"], dt)
                 if like:
                     b, at = b + s * f * u[at: at + fan_out], at + fan_out
                 p[f"b{l}"] = b
@@ -498,13 +514,13 @@ def _build_mlp(o: dict) -> Problem:
                 n = (k - 1) * fan_out * fan_in
                 ew = s * f * e[et: et + n].reshape(fan_out, k - 1, fan_in)
                 et += n
-                eb = jnp.full((fan_out, k - 1), v["bias_init"], jnp.float32)
+                eb = jnp.full((fan_out, k - 1), v["bias_init"], dt)
                 if like:
                     eb, et = eb + s * f * e[et: et + (k - 1) * fan_out].reshape(fan_out, k - 1), et + (k - 1) * fan_out
                 p[f"W{l}"] = with_pieces(p[f"W{l}"], ew, v["piece_scale"])
                 p[f"b{l}"] = with_pieces(p[f"b{l}"], eb, v["piece_scale"])
             if l < L and act.prelu:
-                p[f"alpha{l}"] = jnp.full((fan_out,), _alpha(v, "prelu"), jnp.float32)
+                p[f"alpha{l}"] = jnp.full((fan_out,), _alpha(v, "prelu"), dt)
         return put_file(p, arrays, v, tuple(f"W{l}" for l in range(L + 1)))
 
     def forward(p, x, v):
@@ -529,8 +545,8 @@ def _build_mlp(o: dict) -> Problem:
         x, y = own(point, v, 0)
         logits = forward(p, x, v)[1]
         if xent:
-            return -jnp.sum(y * jax.nn.log_softmax(logits))
-        return jnp.mean((jax.nn.softmax(logits) - y) ** 2)
+            return v["loss_scale"] * -jnp.sum(y * jax.nn.log_softmax(logits))
+        return v["loss_scale"] * jnp.mean((jax.nn.softmax(logits) - y) ** 2)
 
     def loss(p, batch, v):
         return jnp.mean(jax.vmap(point_loss, (None, 0, None))(p, batch, v))
@@ -538,7 +554,7 @@ def _build_mlp(o: dict) -> Problem:
     def residuals(p, batch, v):
         x, y = own(batch, v)
         probs = jax.nn.softmax(jax.vmap(lambda xi: forward(p, xi, v)[1])(x))
-        return (jnp.sqrt(jnp.asarray(2.0 / y.size, x.dtype)) * (probs - y)).reshape(-1)
+        return (jnp.sqrt(2.0 * v["loss_scale"] / y.size) * (probs - y)).reshape(-1)
 
     def sample(key, n):
         if file_data is not None:
@@ -598,6 +614,8 @@ MLP = ProblemDef(
                          "(drawn like the weights, plus bias_init)", choices=("constant", "like_weights")),
         "target": Opt(0.01, "float", "converged = training loss <= target (+ tolerance); e.g. xent 0.01: on average "
                       "99% probability on the right class", lo=0.0, traced=True),
+        **_loss_scale_option("the objective's mean over points", "e.g. 0.5 for 1/2 mean over points and classes "
+                             "of the squared error"),
         **_init_file_option("W0 (width, d) [maxout (width, pieces, d)], b0 (width,) [(width, pieces)], alpha0 (width,) "
                             "for prelu, W1, b1, ..., the output layer W<L> (classes, width), b<L>"),
         **_layer_lr_options("the first layer (W0, b0, alpha0)", "every later layer"),
@@ -626,10 +644,12 @@ DEFAULT_1D_Y = tuple(x * x for x in DEFAULT_1D_X)
 
 
 def points_1d(o: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The weighted 1-D data (x, y, p) as float32, p normalised to sum 1 (reads the file if given).
+    """The weighted 1-D data (x, y, p) in float64 (a file's values as stored), p normalised to sum 1 (reads the file
+    if given).
 
     Each is (n,), or (K, n) when a .npz array is 2-D: one dataset per trajectory row (init_row); a 1-D
-    array is then shared by the K rows, and each row's p is normalised on its own.
+    array is then shared by the K rows, and each row's p is normalised on its own. A column (n, 1) is one
+    dataset of n points, like (n,) (a dataset of one point per row is not given that way).
     """
     if o["file"]:
         t = load_table(o["file"])
@@ -643,16 +663,27 @@ def points_1d(o: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if "x" not in t or "y" not in t:
                 raise ValueError(f"file {o['file']!r}: the .npz needs arrays 'x' and 'y' (and optionally 'p'), each "
                                  "(n,) or (K, n)")
-            x, y = np.asarray(t["x"], np.float64), np.asarray(t["y"], np.float64)
-            p = np.asarray(t["p"], np.float64) if "p" in t else np.ones(x.shape[-1:], np.float64)
-            if any(a.ndim not in (1, 2) for a in (x, y, p)):
-                raise ValueError(f"file {o['file']!r}: x, y and p must each be (n,) or (K, n) (one row per init_row), "
-                                 f"got {x.shape}, {y.shape} and {p.shape}")
+            given = {k: np.asarray(t[k]) for k in ("x", "y", "p") if k in t}
+            stored = ", ".join(f"{k} {_shape(a.shape)}" for k, a in given.items())
+            for k, a in given.items():
+                if a.dtype.kind not in "fiu":
+                    raise ValueError(f"file {o['file']!r}: array {k!r} must be numeric, got dtype {a.dtype}")
+                if a.ndim not in (1, 2) or a.size == 0:
+                    raise ValueError(f"file {o['file']!r}: array {k!r} has shape {_shape(a.shape)} as stored; x, y and "
+                                     "p must each be (n,) or (n, 1) (one dataset) or (K, n) (one row per init_row)")
+            # columns (n, 1) are one dataset of n points
+            cols = {k: a[:, 0] if a.ndim == 2 and a.shape[1] == 1 and a.shape[0] > 1 else a for k, a in given.items()}
+            x, y = (np.asarray(cols[k], np.float64) for k in ("x", "y"))
+            p = np.asarray(cols["p"], np.float64) if "p" in cols else np.ones(x.shape[-1:], np.float64)
             ks = {a.shape[0] for a in (x, y, p) if a.ndim == 2}
             if len(ks) > 1:
-                raise ValueError(f"file {o['file']!r}: the 2-D arrays among x {x.shape}, y {y.shape}, p {p.shape} "
-                                 "have different numbers of rows K; give them the same K")
-            if ks and len({a.shape[-1] for a in (x, y, p)}) == 1:
+                raise ValueError(f"file {o['file']!r}: the 2-D arrays among {stored} (as stored) have different "
+                                 "numbers of rows K; give them the same K")
+            if len({a.shape[-1] for a in (x, y, p)}) > 1:
+                raise ValueError(f"file {o['file']!r}: arrays {stored} as stored do not fit together; expected each "
+                                 "of x, y, p as (n,) or (n, 1) with the same n, or (K, n) with the same K and n (an "
+                                 "array of shape (n,) is shared by the K rows)")
+            if ks:
                 k = ks.pop()
                 x, y, p = (np.broadcast_to(a, (k, a.shape[-1])) for a in (x, y, p))
     else:
@@ -666,7 +697,7 @@ def points_1d(o: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError("x, y and p must be finite")
     if np.any(p < 0) or np.any(p.sum(axis=-1) <= 0):
         raise ValueError("the weights p must be >= 0 and not all 0" + (" in any row" if p.ndim == 2 else ""))
-    return x.astype(np.float32), y.astype(np.float32), (p / p.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return x, y, p / p.sum(axis=-1, keepdims=True)
 
 
 def linear_fit_loss(x, y, p) -> float:
@@ -743,11 +774,14 @@ def _build_two_layer_1d(o: dict) -> Problem:
     draw = o["p_draw"] == "multinomial"
     m = o["p_samples"] or n_pts
     own_weights = draw or rowed  # every weight-dependent metric is the trajectory's own
-    # known data: the exact fit (float64) and the nearest weighted point to 0, per row when the data have rows
+    # known data: the exact fit (float64, of the data as a run of each dtype holds them) and the nearest weighted
+    # point to 0, per row when the data have rows
     rows_np = list(zip(x_np, y_np, p_np)) if rowed else [(x_np, y_np, p_np)]
-    lin_loss = np.array([linear_fit_loss(*r) for r in rows_np])
+    lin_loss = {name: np.array([linear_fit_loss(*(a.astype(name) for a in r)) for r in rows_np])
+                for name in ("float32", "float64")}
     margins = np.array([np.min(np.abs(xr[pr > 0])) for xr, _, pr in rows_np])
     data = tuple(jnp.asarray(a.T if rowed else a) for a in (x_np, y_np, p_np))  # points first: (n,) or (n, K)
+    probs32 = jnp.asarray(p_np, jnp.float32)  # the draw's probabilities: the same counts in every dtype
     if draw:
         data = data + (jnp.arange(n_pts, dtype=jnp.float32),)  # point indices: a point's own drawn weight
     pairs = np.triu_indices(k, 1)
@@ -764,12 +798,12 @@ def _build_two_layer_1d(o: dict) -> Problem:
             b = with_pieces(b, v["bias_init"] + v["bias_std"] * e[1], v["piece_scale"])
         p = {"a": a, "b": b, "w": s * fw * g[2 * h:], "c": jnp.zeros((), jnp.float32)}
         if act.prelu:
-            p["alpha"] = jnp.full((h,), _alpha(v, "prelu"), jnp.float32)
+            p["alpha"] = jnp.full((h,), _alpha(v, "prelu"), run_dtype(v))
         p = put_file(p, arrays, v, ("a", "w"))
         if draw:  # counts of m draws with the data's probabilities, from the trajectory's own key
-            probs = pick(data[2], row_of(v), 1) if rowed else data[2]
+            probs = pick(probs32, row_of(v), 0) if rowed else probs32
             idx = jax.random.choice(jax.random.fold_in(key, 2), n_pts, (m,), p=probs)
-            p["data_weights"] = jnp.zeros((n_pts,), jnp.int32).at[idx].add(1).astype(jnp.float32) / m
+            p["data_weights"] = jnp.zeros((n_pts,), jnp.int32).at[idx].add(1).astype(run_dtype(v)) / m
         return p
 
     def own(p, batch, v):
@@ -798,14 +832,15 @@ def _build_two_layer_1d(o: dict) -> Problem:
 
     def point_loss(p, point, v):  # the engine averages over the n points: n * 1/2 p_j r_j^2
         x, y, w = own_point(p, point, v)
-        return 0.5 * n_pts * w * (f(p, x, v) - y) ** 2
+        return v["loss_scale"] * (0.5 * n_pts * w * (f(p, x, v) - y) ** 2)
 
     def residuals(p, batch, v):
         x, y, w = own(p, batch, v)
-        return jnp.sqrt(w) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
+        return jnp.sqrt(v["loss_scale"] * w) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
 
-    def loss(p, batch, v):
-        return 0.5 * jnp.sum(residuals(p, batch, v) ** 2)
+    def loss(p, batch, v):  # loss_scale * 1/2 sum_j p_j r_j^2: the p_j multiply the squares (no sqrt(p_j)^2)
+        x, y, w = own(p, batch, v)
+        return v["loss_scale"] * (0.5 * jnp.sum(w * (jax.vmap(f, (None, 0, None))(p, x, v) - y) ** 2))
 
     def sample(key, n):  # fixed data: the key and n are ignored
         return data
@@ -856,7 +891,7 @@ def _build_two_layer_1d(o: dict) -> Problem:
         x, y, w = own(p, batch, v)
         dt = x.dtype
         final = loss(p, batch, v)
-        lin = linear_fit_loss_jax(x, y, w) if draw else known(lin_loss, v, dt)
+        lin = v["loss_scale"] * (linear_fit_loss_jax(x, y, w) if draw else known(lin_loss[np.dtype(dt).name], v, dt))
         num, den, real = kinks(p)
         pos = jnp.where(real & (den != 0), num / jnp.where(den != 0, den, 1.0), 0.0)
         out = {
@@ -928,6 +963,9 @@ TWO_LAYER_1D = ProblemDef(
         **_init_file_option("a, b (width,) [maxout (width, pieces)], w (width,), c (), alpha (width,) for prelu; "
                             "weights: a, w"),
         "target": Opt(0.0, "float", "converged = loss <= target (+ tolerance)", lo=0.0, traced=True),
+        **_loss_scale_option("1/2 sum_j p_j (f(x_j) - y_j)^2", "1 is the loss of Holzmueller & Steinwart (2020, "
+                             "'Training two-layer ReLU networks with gradient descent is inconsistent'), 2 the "
+                             "weighted sum of squares"),
         **_layer_lr_options("the first layer (a, b, alpha)", "the output layer (w, c)"),
     },
     {
@@ -949,10 +987,10 @@ TWO_LAYER_1D = ProblemDef(
 class LrData(NamedTuple):
     """What a two_layer_lr's options and files resolve to."""
 
-    x: np.ndarray  # (n, d) or (K, n, d) float32
-    y: np.ndarray  # (n,) or (K, n) float32
+    x: np.ndarray  # (n, d) or (K, n, d): a file's float64 values, or the random data (float32 values)
+    y: np.ndarray  # (n,) or (K, n), likewise
     width: int
-    arrays: dict  # initial parameters from files: name -> (float32 array, has rows)
+    arrays: dict  # initial parameters from files: name -> (float64 array, has rows)
     rows: Rows
 
 
@@ -960,6 +998,40 @@ def lr_shapes(o: dict, width: int, d: int) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape: W0 (width, d) [maxout (width, pieces, d)], W1 (width,), alpha (width,) for prelu."""
     act = hidden(o)
     return {"W0": unit_shapes(act, width, d)[0], "W1": (width,), **({"alpha": (width,)} if act.prelu else {})}
+
+
+def regression_arrays(path: str, t: dict) -> tuple[np.ndarray, np.ndarray, Rows]:
+    """x (n, d) or (K, n, d) and y (n,) or (K, n) of a regression file, float64 as stored, and their rows.
+
+    x may be (n,) (d = 1); y may be a column, (n, 1) with x (n, d) [(K, n, 1) with x (K, n, d)]: one target per
+    point. An array without the K dimension is shared by the other's K rows. Raises ValueError naming the file and
+    the arrays' shapes as stored.
+    """
+    xs, ys = np.shape(t["x"]), np.shape(t["y"])
+    for name in ("x", "y"):
+        if np.asarray(t[name]).dtype.kind not in "fiu":
+            raise ValueError(f"file {path!r}: array {name!r} must be numeric, got dtype {np.asarray(t[name]).dtype}")
+    x, y = np.asarray(t["x"], np.float64), np.asarray(t["y"], np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    if y.ndim == x.ndim and y.ndim >= 2 and y.shape[-1] == 1 and y.shape[:-1] == x.shape[:-1]:
+        y = y[..., 0]  # a column of targets
+    bad = x.ndim not in (2, 3) or y.ndim not in (1, 2) or y.shape[-1] != x.shape[-2]
+    if not bad and (x.ndim == 3 or y.ndim == 2):
+        k = x.shape[0] if x.ndim == 3 else y.shape[0]
+        bad = x.ndim == 3 and y.ndim == 2 and x.shape[0] != y.shape[0]
+        x = np.broadcast_to(x, (k,) + x.shape) if x.ndim == 2 else x
+        y = np.broadcast_to(y, (k,) + y.shape) if y.ndim == 1 else y
+        rows = Rows(k, f"the data of {path!r} have K = {k} rows (x {_shape(xs)}, y {_shape(ys)} as stored)")
+    else:
+        rows = Rows(0, "")
+    if bad:
+        raise ValueError(f"file {path!r}: array 'x' has shape {_shape(xs)} and 'y' {_shape(ys)} as stored; expected "
+                         "x (n, d) [or (n,) for d = 1] with y (n,) or (n, 1): one dataset of n points, or x (K, n, d) "
+                         "with y (K, n) [or (K, n, 1)]: one dataset per init_row (either may leave out K to be shared "
+                         "by every row); reshape the arrays")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"file {path!r}: arrays must be finite")
+    return x, y, rows
 
 
 def data_lr(o: dict) -> LrData:
@@ -973,21 +1045,7 @@ def data_lr(o: dict) -> LrData:
             if "x" not in t or "y" not in t:
                 raise ValueError(f"file {path!r}: the .npz needs arrays 'x' (n, d) and 'y' (n,) (or (K, n, d) and "
                                  "(K, n): one dataset per init_row; optionally initial W0 (width, d), W1 (width,))")
-            x = np.asarray(t["x"], np.float64)
-            x = x[:, None] if x.ndim == 1 else x
-            y = np.asarray(t["y"], np.float64)
-            if x.ndim == 3 or y.ndim == 2:
-                k = x.shape[0] if x.ndim == 3 else y.shape[0]
-                if x.ndim == 3 and y.ndim == 2 and x.shape[0] != y.shape[0]:
-                    raise ValueError(f"file {path!r}: x has {x.shape[0]} rows and y {y.shape[0]}; give both the same K")
-                x = np.broadcast_to(x, (k,) + x.shape) if x.ndim == 2 else x
-                y = np.broadcast_to(y, (k,) + y.shape) if y.ndim == 1 else y
-                rows = Rows(k, f"the data of {path!r} have K = {k} rows (x {_shape(x.shape)})")
-            if x.ndim not in (2, 3) or y.shape != x.shape[:-1]:
-                raise ValueError(f"file {path!r}: x must be (n, d) and y (n,) (or (K, n, d) and (K, n)), got "
-                                 f"{x.shape} and {y.shape}")
-            if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-                raise ValueError(f"file {path!r}: arrays must be finite")
+            x, y, rows = regression_arrays(path, t)
             width, nd = o["width"], 3 if o["activation"] == "maxout" else 2  # the file's weights set the width
             if "W0" in t and np.ndim(t["W0"]) >= nd:
                 width = int(np.shape(t["W0"])[-nd])
@@ -1000,7 +1058,6 @@ def data_lr(o: dict) -> LrData:
             rows = merge_rows(rows, w_rows)
         except ValueError as e:
             raise ValueError(f"problem.file: {e}") from None
-        x, y = x.astype(np.float32), y.astype(np.float32)
     else:
         rng = np.random.default_rng(o["data_seed"])
         x = rng.standard_normal((o["n_data"], o["d"])).astype(np.float32)
@@ -1046,7 +1103,7 @@ def _build_two_layer_lr(o: dict) -> Problem:
                              v["piece_scale"])
         p = {"W0": s * w0, "W1": s * std1 * g[width * d:]}
         if act.prelu:
-            p["alpha"] = jnp.full((width,), _alpha(v, "prelu"), jnp.float32)
+            p["alpha"] = jnp.full((width,), _alpha(v, "prelu"), run_dtype(v))
         return put_file(p, arrays, v, ("W0", "W1"))
 
     def own(batch, v, axis=1):
@@ -1056,22 +1113,26 @@ def _build_two_layer_lr(o: dict) -> Problem:
         row = row_of(v)
         return tuple(pick(a, row, axis) for a in batch)
 
+    inside = o["gain_placement"] == "inside"
+
     def f(p, x, v):
         """Output at one point x (d,)."""
         z = in_s * (p["W0"] @ x)  # (width,) or (width, k)
-        h = v["gain"] * act.apply(z, p["alpha"] if act.prelu else _alpha(v, act.name))
+        alpha = p["alpha"] if act.prelu else _alpha(v, act.name)
+        h = act.apply(v["gain"] * z, alpha) if inside else v["gain"] * act.apply(z, alpha)
         return out_s * jnp.dot(p["W1"], h)
 
     def point_loss(p, point, v):
         x, y = own(point, v, 0)
-        return 0.5 * (f(p, x, v) - y) ** 2
+        return v["loss_scale"] * (0.5 * (f(p, x, v) - y) ** 2)
 
     def residuals(p, batch, v):
         x, y = own(batch, v)
-        return jnp.sqrt(jnp.asarray(1.0 / x.shape[0], x.dtype)) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
+        return jnp.sqrt(v["loss_scale"] / x.shape[0]) * (jax.vmap(f, (None, 0, None))(p, x, v) - y)
 
-    def loss(p, batch, v):
-        return 0.5 * jnp.sum(residuals(p, batch, v) ** 2)
+    def loss(p, batch, v):  # loss_scale * 1/2 mean_j (f(x_j) - y_j)^2
+        x, y = own(batch, v)
+        return v["loss_scale"] * (0.5 * jnp.mean((jax.vmap(f, (None, 0, None))(p, x, v) - y) ** 2))
 
     def sample(key, n):  # fixed data: the key and n are ignored
         return data
@@ -1085,14 +1146,17 @@ def _build_two_layer_lr(o: dict) -> Problem:
     def update_scale(v):
         return {"W0": v["lr0"], "alpha": v["lr0"], "W1": v["lr1"]}
 
+    k_tail, pre = o["trainable_k"], o["tail_window"] == "pre"
+    which = (f"the losses before each of the last {k_tail} updates" if pre else
+             f"the last {k_tail} losses (the last after the final update)")
     attrs = {
-        "trainable": {"long_name": f"mean of the last {o['trainable_k']} losses / initial loss < 1 (1) or not (0); "
-                                   "non-finite losses count as infinite, a run that settled early keeps its last "
-                                   "loss (diverged and nan: infinite)", "units": "1"},
-        "tail_loss_ratio": {"long_name": f"mean of the last {o['trainable_k']} losses / initial loss", "units": "1"},
+        "trainable": {"long_name": f"mean of {which} / initial loss < 1 (1) or not (0); non-finite losses count as "
+                                   "infinite, a run that settled early keeps its last loss (diverged and nan: "
+                                   "infinite)", "units": "1"},
+        "tail_loss_ratio": {"long_name": f"mean of {which} / initial loss", "units": "1"},
     }
     return Problem((), init, loss, point_loss, sample, target, metrics, attrs, None, residuals, update_scale,
-                   None, (), o["trainable_k"])
+                   None, (), k_tail, tail_pre=pre)
 
 
 TWO_LAYER_LR = ProblemDef(
@@ -1111,9 +1175,19 @@ TWO_LAYER_LR = ProblemDef(
         "param": Opt("standard", "choice", "standard: f = W1 gain*act(W0 x), W0 ~ N(0, s^2/d), W1 ~ N(0, s^2/width); "
                      "meanfield: f = (1/width) W1 gain*act(W0 x / sqrt(d)), weights N(0, s^2); ntk: as meanfield "
                      "with 1/sqrt(width)", choices=("standard", "meanfield", "ntk")),
-        "gain": Opt(1.0, "float", "activation gain (e.g. sqrt(2) for relu)", traced=True),
-        "trainable_k": Opt(20, "int", "the trainable criterion averages the last k losses", lo=1),
+        "gain": Opt(1.0, "float", "activation gain g (e.g. sqrt(2) for relu); where it goes: gain_placement",
+                    traced=True),
+        "gain_placement": Opt("outside", "choice", "outside: the hidden units are g*act(z); inside: act(g*z), e.g. "
+                              "tanh(sqrt(2) z) of Sohl-Dickstein (2024, 'The boundary of neural network trainability "
+                              "is fractal'; for relu both are the same function)", choices=("outside", "inside")),
+        "trainable_k": Opt(20, "int", "the trainable criterion averages k losses (tail_window says which)", lo=1),
+        "tail_window": Opt("post", "choice", "the k losses of the trainable criterion: post: those at steps "
+                           "steps-k+1 .. steps (the last one after the final update); pre: those at steps-k .. "
+                           "steps-1, each before an update, as Sohl-Dickstein (2024) records them (needs k <= steps)",
+                           choices=("post", "pre")),
         "target": Opt(0.0, "float", "converged = loss <= target (+ tolerance)", lo=0.0, traced=True),
+        **_loss_scale_option("1/2 mean_j (f(x_j) - y_j)^2", "2 gives mean (f - y)^2, the loss of Sohl-Dickstein "
+                             "(2024)"),
         **_layer_lr_options("W0 (and prelu's alpha)", "W1"),
     },
     {

@@ -65,6 +65,15 @@ SECOND_ORDER: dict[str, str] = {
 
 ALL_OPTIMIZERS = tuple(OPTIMIZERS) + tuple(SECOND_ORDER)
 
+LR_DEFAULTS: dict[str, float] = {name: 1.0 for name in SECOND_ORDER}
+"""The learning rate an optimizer uses when the spec gives none (``train.lr`` unset and not an axis): 1 for the
+second-order methods (lr = 1 is the full Newton / Gauss-Newton step), ``HYPER_DEFAULTS["lr"]`` for the rest."""
+
+
+def default_lr(name: str) -> float:
+    """The learning rate of optimizer ``name`` when the spec gives none (``LR_DEFAULTS``, else 0.01)."""
+    return LR_DEFAULTS.get(name, HYPER_DEFAULTS["lr"])
+
 
 def make_optimizer(name: str, hp: dict) -> optax.GradientTransformation:
     """Build the optax transformation ``name`` from traced hyperparameters ``hp`` (name -> scalar)."""

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .optimizers import HYPER_DEFAULTS, SECOND_ORDER
+from .optimizers import HYPER_DEFAULTS, SECOND_ORDER, default_lr
 from .problems import Problem
 
 METHODS = tuple(SECOND_ORDER)
@@ -55,7 +55,7 @@ def make_direction(problem: Problem, method: str) -> Callable:
         const = {k: x for k, x in params.items() if k in problem.constants}  # never trained: left out
         flat, unravel_trained = ravel_pytree({k: x for k, x in params.items() if k not in const})
         unravel = lambda q: {**unravel_trained(q), **const}  # noqa: E731
-        lr = jnp.asarray(v.get("lr", HYPER_DEFAULTS["lr"]), flat.dtype)
+        lr = jnp.asarray(v.get("lr", default_lr(method)), flat.dtype)
         damping = jnp.asarray(v.get("damping", HYPER_DEFAULTS["damping"]), flat.dtype)
 
         def f(q):
