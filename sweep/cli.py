@@ -183,10 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(e: BaseException) -> str:
     """An error message on one line (a user module's import error may span several)."""
-    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-    # a `function` loss's module is looked up on sys.path (the spec's folder included where the loader
-    # adds it): "run from its directory" is not the advice to give
-    return text.replace(" (e.g. run from its directory)", "")
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip())
 
 
 def _did_you_mean(name: str, choices) -> str:
