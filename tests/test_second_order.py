@@ -1,5 +1,8 @@
 """Second-order optimizers (seed 002): exact one-step answers, honest failure on singular systems."""
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 import jax
 import numpy as np
