@@ -93,10 +93,25 @@ class Workload:
 WORKLOADS = ("A", "A-fresh", "A-adam", "B", "C")
 
 
-def workload(name: str, *, quick: bool = False) -> Workload:
-    """The named workload at full size, or shrunk ~50-80x in work when ``quick``."""
+def workload(name: str, *, quick: bool = False, gpu: bool = False) -> Workload:
+    """The named workload at full size, shrunk ~50-80x in work when ``quick``, or at accelerator size
+    when ``gpu`` (2^20 trajectories for A, A-fresh, A-adam; 2^16 for B, 2^14 for C, with fewer steps:
+    sized so that benchmarks/gpu.sh fits in a few minutes of device time)."""
     lin = lambda k: np.linspace(-3.0, 3.0, k, dtype=np.float32)  # noqa: E731
     log = lambda a, b, k: np.logspace(a, b, k).astype(np.float32)  # noqa: E731
+    if gpu:
+        sizes = {"A": 1024, "A-fresh": 1024, "A-adam": 1024, "B": 256, "C": 128}
+        steps = {"B": 100, "C": 100}
+        wl = workload(name)
+        k = sizes[name]
+        if name.startswith("A"):
+            axes = {a: (lin(k) if a != "lr" else v) for a, v in wl.axes.items()}
+            if name == "A-adam":
+                axes = {"lr": wl.axes["lr"], "w0": lin(k // 2), "b0": lin(k // 2)}
+        else:
+            first, second = wl.axes
+            axes = {first: log(-2, 1, k), second: log(-1, 0.5, k) if name == "C" else log(-2, 1, k)}
+        return dataclasses.replace(wl, axes=axes, steps=steps.get(name, wl.steps))
     g = 64 if quick else 256
     if name == "A":
         return Workload(name, "neuron", "sgd", 200 if quick else 1000,

@@ -237,9 +237,11 @@ def measure_engine(wl: bl.Workload) -> dict:
 class Plan:
     """Sizes of the slices and scans, full or ``--quick``."""
 
-    def __init__(self, quick: bool):
+    def __init__(self, quick: bool, gpu: bool = False):
         self.quick = quick
         self.chunks = [256, 2048] if quick else [2 ** k for k in range(6, 17)]   # 64 .. 65536
+        if gpu:  # an accelerator fills with large chunks
+            self.chunks = [2 ** k for k in range(14, 21, 2)]
         self.np_chunks = [1024, None] if quick else [256, 1024, 8192, None]   # None: all at once
 
     def scan_steps(self, wl):          # step slice for the chunk-size scan of baseline 0
@@ -520,6 +522,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shrink everything ~50x (smoke test)")
+    ap.add_argument("--gpu", action="store_true", help="accelerator sizes (2^20 trajectories for A; see "
+                    "baselines.workload); used by benchmarks/gpu.sh")
     ap.add_argument("--json", type=Path, default=None,
                     help="where to write the results (default benchmarks/results.json, "
                          "or benchmarks/results-quick.json with --quick)")
@@ -549,7 +553,7 @@ def main(argv=None) -> int:
     QUICK = args.quick
     t_start = time.perf_counter()
     info = machine_info()
-    plan = Plan(args.quick)
+    plan = Plan(args.quick, args.gpu)
     log(f"machine: {info['cpu_model']}, {info['cpus_usable']} usable cores, "
         f"jax {info['jax']} ({info['backend']}), load {info['loadavg_at_start']}")
     mm = matmul_flops(args.quick)
@@ -561,7 +565,7 @@ def main(argv=None) -> int:
 
     rows, checks = [], {}
     for name in only:
-        wl = bl.workload(names[name.lower()], quick=args.quick)
+        wl = bl.workload(names[name.lower()], quick=args.quick, gpu=args.gpu)
         rows += run_workload(wl, plan, impls, mm["flops_per_s"], log)
         checks[wl.name] = agreement(wl, plan, impls, log)
 
@@ -586,7 +590,7 @@ def main(argv=None) -> int:
     log(f"\nmatmul peak {mm['flops_per_s'] / 1e9:.1f} GFLOP/s; peak RSS {peak:.0f} MiB; "
         f"total {time.perf_counter() - t_start:.0f} s")
 
-    result = {"machine": info, "quick": args.quick, "repeats": REPEATS,
+    result = {"machine": info, "quick": args.quick, "gpu": args.gpu, "repeats": REPEATS,
               "matmul": mm, "rows": rows, "agreement": checks, "peak_rss_mb": peak,
               "total_s": time.perf_counter() - t_start,
               "metric": "trajectory-steps per second (n_traj x steps / best warm call); "

@@ -150,7 +150,17 @@ def seed000():
     md.append(f"- The answer's claim that a large step can jump over the flat region holds: with w0 < 0, GD "
               f"converges exactly when lr lies in ({lrs.min():.3f}, {lrs.max():.3f}) on this grid — the first step "
               "multiplies w by (1 - lr * mean(2x^2; x<0)) ~ (1 - lr), so 1 < lr < 2 flips w to the positive side "
-              "(and lr < 2 keeps w = 1 stable); lr > 2 diverges.")
+              "(and lr < 2 keeps w = 1 stable).")
+    band = dj.where((dj.lr > 2) & (dj.lr < (1 + 5 ** 0.5) ** 2 / 4), drop=True)
+    lam = band.w0 * 0 + band.lr  # (w0, lr)
+    inside = (band.w0 > -1 / (lam - 2) + 0.1) & (band.w0 < (lam - 1) / (lam - 2) - 0.1) & (band.w0 != 0) & (band.w0 != 1)
+    osc = float((band.outcome.where(inside) == Outcome.OSCILLATING).sum() / inside.sum())
+    md.append(f"- lr > 2 does not always diverge: for 2 < lr < phi^2 = 2.618 every start with -1/(lr-2) < w0 < "
+              f"(lr-1)/(lr-2) stays bounded for ever without converging (the map has slope 1 - lr < -1 on both "
+              f"sides of the kink: a chaotic band). {100 * osc:.1f}% of those starts on this grid are labelled "
+              "*oscillating* (w0 = 0 and w0 = 1, fixed points of the map, excluded); the rest of lr > 2 diverges. "
+              "Earlier versions called most of this band *unfinished* because they compared the loss at the two "
+              "ends of the final window, a coin flip in chaos.")
     md.append("- For lr >= ~0.2 the w -> 0- decay reaches float32 underflow within the budget; then every "
               "pre-activation is exactly 0 and relu'(0) = 0 makes the unit *dead* — a float artefact of the stuck "
               "branch, kept visible on purpose (relu_grad_at_zero decides runs that land on the kink).")

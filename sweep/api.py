@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,19 @@ import numpy as np
 import xarray as xr
 
 from .config import Spec, SpecError, parse_spec
-from .engine import execute, make_plan, metric_attrs, recorded_indices, run_recorded
-from .io import (check_writable, load, order_vars, provenance, recorded_dataset, save, skeleton, to_dataset,
+from .engine import chunk_starts, execute, make_plan, metric_attrs, recorded_indices, run_recorded
+from .io import (check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
                  var_attrs)
-from .store import PartStore, assemble
+from .lock import OutputLock
+from .store import DamagedPart, PartStore, assemble
 
 
 class Interrupted(RuntimeError):
-    """The run was stopped (Ctrl-C) after a completed chunk; the message says how to resume."""
+    """The run was stopped by Ctrl-C or SIGTERM; the message says how to resume. ``signum``: the signal."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 _CACHE_SET = {"done": False}
@@ -71,37 +77,50 @@ def parse_shard(shard) -> tuple[int, int] | None:
 
 
 def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = False, resume: bool = False,
-        chunk_size: int | None = None, dtype: str | None = None, progress: bool | None = None,
+        chunk_size: int | None = None, dtype: str | None = None, progress: bool | str | None = None,
         set: list[str] | None = None, shard: str | tuple[int, int] | None = None) -> xr.Dataset:
     """Run a sweep and return its result Dataset (and write it to ``out`` if given).
 
     Args:
       spec: a dict, a ``sweep.Spec`` or a path to a TOML file (same keys everywhere).
       out: netCDF path. Results stream to disk chunk by chunk (memory stays bounded); an
-        existing file is refused unless ``overwrite`` or ``resume``.
+        existing file is refused unless ``overwrite`` or ``resume``; so is an output another
+        live process is writing (``OUT.lock``), and one the disk has no room for.
       overwrite: replace an existing ``out`` (and any partial run of it).
-      resume: continue an interrupted run of the same spec (a different spec is refused).
+      resume: continue an interrupted run of the same spec (a different spec is refused);
+        parts whose checksum does not match are named, deleted and recomputed.
       chunk_size: trajectories per compiled call (default: ``[run] chunk_size`` or automatic).
       dtype: "float32" or "float64" (default: ``[run] dtype``); float64 enables jax_enable_x64.
-      progress: show a progress bar (default: only when stderr is a terminal).
+      progress: True: a progress bar; False: nothing; "lines": a plain line now and then (batch
+        logs); None (default): the bar when stderr is a terminal, else the lines.
       set: overrides such as ``["train.steps=500", "axes.lr=[0.1, 1.0]"]``.
       shard: "I/N": run only every N-th chunk starting at I and write a part file to ``out``
         (combine the N parts with ``sweep merge``). Set automatically under jax.distributed.
     Returns:
       xr.Dataset with one dimension per axis; ``outcome`` (int8), ``final_loss``, ``min_loss``,
       ``converge_step``, ``stop_step``, ``final_grad_norm``, ``final_<param>`` and metrics.
-      With ``out``, the Dataset is opened lazily from the file.
+      With ``out``, the Dataset is opened lazily from the file. Timing attributes:
+      ``wall_time_s`` (this call, everything: planning, compiling, computing, writing),
+      ``compute_time_s`` (running the chunks, compiles included), ``compile_time_s`` (of that,
+      tracing, lowering and XLA compilation, from jax.monitoring), ``first_call_s`` (the first
+      call of each compile group), ``assemble_time_s`` (writing the netCDF file);
+      ``trajectory_steps_per_s`` = trajectories run x steps / ``wall_time_s``,
+      ``compute_trajectory_steps_per_s`` the same over ``compute_time_s`` and
+      ``run_trajectory_steps_per_s`` over ``compute_time_s - compile_time_s``.
 
     Example:
       >>> ds = sweep.run({"problem": {"name": "quartic"}, "train": {"steps": 200},
       ...                 "axes": {"x0": {"linspace": [-2, 2, 41]}, "lr": [0.01, 0.1]}})
     """
+    t_start = time.perf_counter()
     spec = parse_spec(spec, set)
     enable_compilation_cache()
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise SpecError(f"chunk_size = {chunk_size!r}: must be an integer >= 1")
     if dtype is not None and dtype not in ("float32", "float64"):
         raise SpecError(f"dtype = {dtype!r}: must be 'float32' or 'float64'")
+    if progress not in (None, True, False, "lines", "bar"):
+        raise SpecError(f"progress = {progress!r}: must be True, False, None or 'lines'")
     if overwrite and resume:
         raise SpecError("--overwrite and --resume: choose one (resume continues a run, overwrite starts over)")
     shard = parse_shard(shard)
@@ -116,9 +135,21 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
         if resume:
             raise SpecError("--resume needs --out: the file to continue")
         _set_dtype(dtype)
-        return _run_in_memory(spec, make_plan(spec, chunk_size, dtype), progress)
+        return _run_in_memory(spec, make_plan(spec, chunk_size, dtype), progress, t_start)
     out = check_writable(out, overwrite=overwrite, resume=resume)
+    if not resume and not out.parent.exists():  # refuse before the lock creates the output's folder
+        _set_dtype(dtype)
+        check_disk(make_plan(spec, chunk_size, dtype), out)
+    with OutputLock(out):
+        return _run_to_file(spec, out, overwrite, resume, chunk_size, dtype, progress, shard, t_start)
+
+
+def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress, shard, t_start) -> xr.Dataset:
+    """``run`` with an output, while holding its lock."""
+    if out.exists() and not (overwrite or resume):  # appeared since check_writable
+        raise SpecError(f"--out {str(out)!r} already exists: pass --overwrite to replace it or --resume to continue it")
     store = PartStore(out)
+    clean_temporary(out)
     done: frozenset | set = frozenset()  # (`set` is the overrides argument here)
     if resume and store.exists:
         meta = store.meta()
@@ -127,6 +158,8 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
             raise SpecError(f"--resume: {str(store.dir)!r} belongs to shard {meta.get('shard')}, not {shard}")
         dtype = meta["dtype"]
         chunk_size = meta["chunk"]
+        for p in store.verify():
+            print(f"part {str(p)!r} was damaged (checksum mismatch): deleted, it is recomputed", file=sys.stderr)
         done = store.done()
     elif resume and out.exists():
         ds = load(out)
@@ -138,29 +171,195 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
                         "--overwrite to start over")
     _set_dtype(dtype)
     plan = make_plan(spec, chunk_size, dtype)
+    mine = (lambda i: i % shard[1] == shard[0]) if shard else (lambda i: True)
+    todo = [i for i in range(plan.n_chunks) if mine(i)]
+    check_disk(plan, out, todo_fraction=sum(i not in done for i in todo) / max(1, plan.n_chunks),
+               reuse=store.nbytes() if done else 0)
     if not done:
         store.create({"spec_hash": spec.hash(), "spec": spec.to_toml(), "chunk": plan.chunk, "dtype": dtype,
                       "n_chunks": plan.n_chunks, "shard": list(shard) if shard else None})
-    mine = (lambda i: i % shard[1] == shard[0]) if shard else (lambda i: True)
-    stats = _execute(plan, store.write, progress, skip=lambda i: i in done or not mine(i), resume_hint=(out, shard))
-    todo = [i for i in range(plan.n_chunks) if mine(i)]
-    finished = store.done()
-    missing = [i for i in todo if i not in finished]
-    if missing:
-        raise RuntimeError(f"{len(missing)} chunks missing from {store.dir} after the run; rerun with --resume")
-    attrs = _attrs(spec, plan, dtype, stats)
-    if shard is not None:
-        from .merge import write_part_file
+    hint = resume_command(out, shard)
+    with _Signals() as sig:
+        stats = _execute(plan, store.write, progress, skip=lambda i: i in done or not mine(i), signals=sig,
+                         resume_hint=hint)
+        finished = store.done()
+        missing = [i for i in todo if i not in finished]
+        if missing:
+            raise RuntimeError(f"{len(missing)} chunks missing from {store.dir} after the run; rerun with --resume")
+        sig.stage = "assembling"
+        sig.hint = hint
+        attrs = _attrs(spec, plan, dtype, stats, time.perf_counter() - t_start)
+        try:
+            if shard is not None:
+                from .merge import write_part_file
 
-        write_part_file(out, spec, plan, shard, store.parts(), attrs, store.variables(), overwrite=overwrite)
-        store.remove()
-        return xr.open_dataset(out)
-    dtypes = store.variables()
-    attrs_of = metric_attrs(plan)
-    var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, attrs_of)} for n in order_vars(dtypes)}
-    assemble(out, with_recorded(skeleton(spec, attrs), plan), spec.dims, store.parts(), var_specs, overwrite=True)
+                write_part_file(out, spec, plan, shard, store.iter_parts(), attrs, store.variables(),
+                                overwrite=overwrite, metrics=metric_attrs(plan))
+                store.remove()
+                return xr.open_dataset(out)
+            parts, dtypes = store.scan()
+            attrs_of = metric_attrs(plan)
+            var_specs = {n: {"dtype": dtypes[n], "attrs": var_attrs(n, attrs_of)} for n in order_vars(dtypes)}
+            skel = with_recorded(skeleton(spec, attrs), plan)
+            bar = _Progress(progress, spec.n_trajectories, f"assembling {out.name}", "points")
+            t_asm = time.perf_counter()
+
+            def final_attrs():
+                return _final_times(attrs, time.perf_counter() - t_asm, time.perf_counter() - t_start)
+
+            try:
+                assemble(out, skel, spec.dims, parts, var_specs, overwrite=True, progress=bar.update,
+                         final_attrs=final_attrs)
+            finally:
+                bar.close()
+        except DamagedPart as e:
+            e.path.unlink(missing_ok=True)
+            raise DamagedPart(f"{e}: deleted; recompute it with  {hint}", e.path) from None
     store.remove()
     return load(out)
+
+
+def clean_temporary(out: Path) -> None:
+    """Remove temporary files that killed writers of ``out`` left (``.OUT.*.tmp``, parts' ``.chunk_*.tmp``);
+    called while holding the output's lock, so no live writer owns them."""
+    for p in out.parent.glob("." + out.name + ".*.tmp") if out.parent.exists() else ():
+        p.unlink(missing_ok=True)
+    store = PartStore(out)
+    if store.dir.exists():
+        store.clean_temporary()
+
+
+def resume_command(out, shard) -> str:
+    return f"sweep run SPEC --out {out} --resume" + (f" --shard {shard[0]}/{shard[1]}" if shard else "")
+
+
+def result_bytes(plan) -> int:
+    """Bytes of the result's grid variables (uncompressed: an upper bound of the netCDF file, and about
+    the size of the parts a run keeps until it assembles the file)."""
+    return plan.spec.n_trajectories * bytes_per_trajectory(plan)
+
+
+def bytes_per_trajectory(plan) -> int:
+    """Uncompressed bytes of one trajectory's result variables (the union over compile groups)."""
+    from .engine import _static_key, problem_for
+
+    fl = np.dtype(plan.dtype).itemsize
+    sizes = {"outcome": 1, "final_loss": fl, "min_loss": fl, "converge_step": 4, "stop_step": 4,
+             "final_grad_norm": fl, "target_loss": fl}
+    spec = plan.spec
+    if spec.train.get("lr_mode") == "sharpness":
+        sizes["lambda0"] = fl
+    if spec.outcome.get("sharpness_iters"):
+        sizes["sharpness"] = sizes["two_over_lr"] = fl
+    for g in {_static_key(plan, g): g for g in plan.groups}.values():
+        p = problem_for(plan, g)
+        sizes.update({"final_" + k: fl for k in p.params})
+        sizes.update({k: fl for k in p.metric_attrs if k not in sizes})
+        for e in p.events:
+            sizes[e], sizes[e + "_step"] = 1, 4
+        if p.tail:
+            sizes["trainable"], sizes["tail_loss_ratio"] = 1, fl
+    return sum(sizes.values())
+
+
+def check_disk(plan, out: Path, todo_fraction: float = 1.0, reuse: int = 0) -> dict:
+    """Refuse (SpecError) a run whose parts would not fit on the output's disk; returns the numbers.
+
+    The parts of the chunks still to run take about ``result_bytes`` x ``todo_fraction``; assembling
+    then writes the netCDF file (compressed, at most ``result_bytes``) while the parts still exist.
+    """
+    import shutil
+
+    need = result_bytes(plan)
+    anc = out.parent if str(out.parent) else Path(".")
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    try:
+        free = shutil.disk_usage(anc).free
+    except OSError:
+        return {"bytes": need, "free": None, "dir": str(anc)}
+    parts = int(need * todo_fraction)
+    if parts > free:
+        raise SpecError(f"--out {str(out)!r}: the run needs about {human_bytes(parts)} for its parts "
+                        f"({plan.spec.n_trajectories:,} trajectories x {bytes_per_trajectory(plan)} B) and then up to "
+                        f"{human_bytes(need)} for the file, but only {human_bytes(free)} is free in {str(anc)!r}; "
+                        "free space, choose another --out, or run fewer trajectories (--shard I/N on other disks)")
+    return {"bytes": need, "free": free, "dir": str(anc), "tight": parts + need > free + reuse}
+
+
+def plan_report(spec: Any, *, out: str | os.PathLike | None = None, chunk_size: int | None = None,
+                dtype: str | None = None, set: list[str] | None = None, probe: bool = True) -> dict:
+    """What a run would do, without doing it: sizes, the output's disk need, and an ETA.
+
+    The probe runs one chunk of the first compile group for ``PROBE_STEPS`` steps twice (the first
+    call compiles) with early exit off; the ETA then assumes every chunk runs every step, so it is
+    an upper bound (early exit and compaction make runs shorter), and it scales the first group's
+    speed to all groups.
+
+    Returns:
+      dict with n_trajectories, steps, compile_groups, chunks, chunk, devices, bytes_per_trajectory,
+      result_bytes, free_bytes, disk_dir, fits, and with the probe: probe_chunk, probe_steps,
+      compile_s, run_s (seconds of PROBE_STEPS steps of one chunk), eta_s.
+    """
+    spec = parse_spec(spec, set)
+    dtype = dtype or spec.run["dtype"]
+    _set_dtype(dtype)
+    plan = make_plan(spec, chunk_size, dtype)
+    from .engine import local_devices
+
+    rep = {"n_trajectories": spec.n_trajectories, "steps": int(spec.train["steps"]), "compile_groups": plan.n_compiles,
+           "chunks": plan.n_chunks, "chunk": plan.chunk, "devices": f"{len(local_devices())} {jax.default_backend()}",
+           "bytes_per_trajectory": bytes_per_trajectory(plan), "result_bytes": result_bytes(plan)}
+    if out is not None:
+        try:
+            disk = check_disk(plan, Path(out))
+            rep.update(free_bytes=disk["free"], disk_dir=disk["dir"], fits=True)
+        except SpecError as e:
+            rep.update(fits=False, refusal=str(e))
+            import shutil
+
+            rep["free_bytes"] = None
+            anc = Path(out).parent
+            while not anc.exists() and anc != anc.parent:
+                anc = anc.parent
+            rep["disk_dir"] = str(anc)
+            try:
+                rep["free_bytes"] = shutil.disk_usage(anc).free
+            except OSError:
+                pass
+    if probe and plan.groups:
+        rep.update(_probe(spec, plan))
+    return rep
+
+
+PROBE_STEPS = 64
+
+
+def _probe(spec: Spec, plan) -> dict:
+    from .engine import make_chunk, run_chunk
+
+    k = min(PROBE_STEPS, int(spec.train["steps"]))
+    from .config import load_spec_dict
+
+    d = load_spec_dict(spec)
+    d["train"]["steps"] = k
+    d["run"] = {**d.get("run", {}), "early_exit": False}
+    d.pop("record", None)
+    if "steps" in d.get("axes", {}):
+        d["axes"] = {**d["axes"], "steps": [k]}
+    pspec = parse_spec(d)
+    pplan = make_plan(pspec, plan.chunk, plan.dtype)
+    c = make_chunk(pplan, pplan.groups[0], 0)
+    t0 = time.perf_counter()
+    run_chunk(pplan, c)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_chunk(pplan, c)
+    run_s = time.perf_counter() - t0
+    per_chunk = run_s * spec.train["steps"] / k
+    compile_s = max(0.0, first - run_s)
+    return {"probe_chunk": pplan.chunk, "probe_steps": k, "compile_s": compile_s, "run_s": run_s,
+            "eta_s": plan.n_compiles * compile_s + plan.n_chunks * per_chunk}
 
 
 def distributed_part_path(out, shard: tuple[int, int]) -> Path:
@@ -175,16 +374,27 @@ def _check_same_spec(spec: Spec, stored_hash: str | None, where: str) -> None:
                         f"{spec.hash()}); use the same spec and --set values, or --overwrite to start over")
 
 
-def _attrs(spec, plan, dtype, stats) -> dict:
+def _attrs(spec, plan, dtype, stats, wall: float) -> dict:
+    """Provenance and timing attributes (see ``run``); ``wall`` so far, updated by ``_final_times``."""
     steps = spec.train["steps"]
     stats = dict(stats)
-    stats["trajectory_steps_per_s"] = stats["trajectories_run"] * steps / max(stats["wall_time_s"], 1e-9)
+    stats["compute_time_s"] = stats.pop("wall_time_s")
+    stats["compute_trajectory_steps_per_s"] = stats["trajectories_run"] * steps / max(stats["compute_time_s"], 1e-9)
+    run_s = max(stats["compute_time_s"] - stats.get("compile_time_s", 0.0), 1e-9)
+    stats["run_trajectory_steps_per_s"] = stats["trajectories_run"] * steps / run_s
     stats["chunk_size"] = plan.chunk
     stats["compile_groups"] = plan.n_compiles
-    return provenance(spec, dtype, stats)
+    attrs = provenance(spec, dtype, stats)
+    return {**attrs, **_final_times(attrs, 0.0, wall)}
 
 
-def _run_in_memory(spec: Spec, plan, progress) -> xr.Dataset:
+def _final_times(attrs: dict, assemble_s: float, wall: float) -> dict:
+    steps = float(attrs["steps"])
+    return {"assemble_time_s": float(assemble_s), "wall_time_s": float(wall),
+            "trajectory_steps_per_s": float(attrs["trajectories_run"]) * steps / max(wall, 1e-9)}
+
+
+def _run_in_memory(spec: Spec, plan, progress, t_start) -> xr.Dataset:
     n = spec.n_trajectories
     flat: dict[str, np.ndarray] = {}
 
@@ -195,8 +405,11 @@ def _run_in_memory(spec: Spec, plan, progress) -> xr.Dataset:
                 flat[k] = np.full(n, fill, x.dtype)
             flat[k][index] = x
 
-    stats = _execute(plan, sink, progress)
-    return with_recorded(to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats), metric_attrs(plan)), plan)
+    with _Signals() as sig:
+        stats = _execute(plan, sink, progress, signals=sig)
+    ds = with_recorded(to_dataset(spec, flat, _attrs(spec, plan, plan.dtype, stats, 0.0), metric_attrs(plan)), plan)
+    ds.attrs.update(_final_times(ds.attrs, 0.0, time.perf_counter() - t_start))
+    return ds
 
 
 def with_recorded(ds: xr.Dataset, plan) -> xr.Dataset:
@@ -208,50 +421,116 @@ def with_recorded(ds: xr.Dataset, plan) -> xr.Dataset:
     return xr.merge([ds, rec], combine_attrs="override", compat="override")
 
 
-def _execute(plan, sink, progress, skip=None, resume_hint=None) -> dict:
-    """Run the chunks with a progress bar; Ctrl-C stops after the current chunk."""
-    bar = _progress_bar(plan, progress)
-    stop = {"flag": False}
-    old = None
-    if threading.current_thread() is threading.main_thread():
-        def handler(signum, frame):
-            if stop["flag"]:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            stop["flag"] = True
-            print("\nstopping after the current chunk (Ctrl-C again to abort now)", file=sys.stderr)
-        old = signal.signal(signal.SIGINT, handler)
+class _Signals:
+    """Ctrl-C (SIGINT) and SIGTERM during a run (main thread only): while chunks run, the first
+    signal stops after the chunk in flight and a second one stops at once (the chunk in flight
+    is dropped); while the file is assembled, a signal stops at once (the parts are kept).
+    Either way ``Interrupted`` says how to resume; the CLI exits 128 + the signal number."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.stage = "running"
+        self.hint = ""
+        self.old: dict = {}
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+        self.old = {}
+
+    @property
+    def stop(self) -> bool:
+        return self.signum is not None
+
+    def _handler(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.stage == "assembling" or self.signum is not None:
+            self.signum = signum
+            what = "while assembling the file" if self.stage == "assembling" else "at once"
+            raise Interrupted(f"{name}: stopped {what}{self._kept()}", signum)
+        self.signum = signum
+        print(f"\n{name}: stopping after the current chunk (send it again to stop now)", file=sys.stderr,
+              flush=True)
+
+    def _kept(self) -> str:
+        return f"; finished chunks are kept: resume with  {self.hint}" if self.hint else ""
+
+
+def _execute(plan, sink, progress, skip=None, signals: _Signals | None = None, resume_hint: str = "") -> dict:
+    """Run the chunks with a progress display; a signal stops after the current chunk (``_Signals``)."""
+    total = plan.spec.n_trajectories
+    if skip is not None:
+        total = sum(min(plan.chunk, g.size - start) for i, (g, start) in enumerate(chunk_starts(plan)) if not skip(i))
+    bar = _Progress(progress, total, f"sweep x{plan.spec.train['steps']} steps", "traj",
+                    steps=plan.spec.train["steps"])
+    if signals is not None:
+        signals.hint = resume_hint
     try:
-        stats = execute(plan, sink, progress=bar.update if bar else None, skip=skip, stop=lambda: stop["flag"])
+        stats = execute(plan, sink, progress=bar.update, skip=skip,
+                        stop=(lambda: signals.stop) if signals is not None else None)
     finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
-        if bar:
-            bar.close()
-    if stop["flag"]:
-        hint = ""
-        if resume_hint is not None:
-            out, shard = resume_hint
-            hint = f"; finished chunks are kept: resume with  sweep run SPEC --out {out} --resume" + (
-                f" --shard {shard[0]}/{shard[1]}" if shard else "")
-        raise Interrupted(f"interrupted after {stats['trajectories_run']:,} trajectories{hint}")
+        bar.close()
+    if signals is not None and signals.stop:
+        raise Interrupted(f"{signal.Signals(signals.signum).name}: interrupted after "
+                          f"{stats['trajectories_run']:,} trajectories{signals._kept()}", signals.signum)
     return stats
 
 
-def _progress_bar(plan, progress):
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
+class _Progress:
+    """Progress of one stage: a tqdm bar, plain lines (batch logs: at most every 10% or
+    ``SWEEP_PROGRESS_EVERY`` seconds, default 60), or nothing.
 
-    steps = plan.spec.train["steps"]
+    mode: True or "bar": the bar; "lines": the lines; False: nothing; None: the bar when stderr
+    is a terminal, else the lines.
+    """
 
-    class Bar(tqdm):
-        def update(self, n=1):
-            super().update(n)
-            rate = self.format_dict.get("rate")
-            if rate:
-                self.set_postfix_str(f"{rate * steps / 1e6:.2f} M traj-steps/s", refresh=False)
+    def __init__(self, mode, total: int, desc: str, unit: str, steps: int | None = None):
+        if mode is None:
+            mode = "bar" if sys.stderr.isatty() else "lines"
+        self.mode = {True: "bar", False: None}.get(mode, mode)
+        self.total, self.desc, self.unit, self.steps = max(int(total), 0), desc, unit, steps
+        self.n, self.t0, self.last_t, self.last_n = 0, time.perf_counter(), None, -1
+        self.every = float(os.environ.get("SWEEP_PROGRESS_EVERY", "60"))
+        self.bar = None
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
 
-    return Bar(total=plan.spec.n_trajectories, unit="traj", unit_scale=True, desc=f"sweep x{steps} steps",
-               file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+            self.bar = tqdm(total=self.total, unit=unit, unit_scale=True, desc=desc, file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+            rate = self.bar.format_dict.get("rate")
+            if rate and self.steps:
+                self.bar.set_postfix_str(f"{rate * self.steps / 1e6:.2f} M traj-steps/s", refresh=False)
+        elif self.mode == "lines":
+            now = time.perf_counter()
+            if (self.last_t is None or now - self.last_t >= self.every or self.n >= self.total
+                    or self.n - self.last_n >= max(1, self.total // 10)):
+                self._line(now)
+
+    def _line(self, now: float) -> None:
+        dt = now - self.t0
+        pct = f" ({self.n / self.total:.0%})" if self.total else ""
+        rate = self.n / dt if dt > 0 else 0.0
+        extra = f", {rate * self.steps / 1e6:.2f} M traj-steps/s" if self.steps and rate else ""
+        eta = f", ETA {(self.total - self.n) / rate:.0f} s" if rate and self.n < self.total else ""
+        print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct} in {dt:.1f} s{extra}{eta}",
+              file=sys.stderr, flush=True)
+        self.last_t, self.last_n = now, self.n
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.mode == "lines" and self.n != self.last_n and self.n:
+            self._line(time.perf_counter())

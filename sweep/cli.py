@@ -13,6 +13,8 @@ from pathlib import Path
 EXAMPLES = {
     "run": "example:\n  sweep run experiments/seed000_relu_neuron.toml --out results/relu.nc\n"
            "  sweep run spec.toml --out r.nc --set train.steps=500 --set 'axes.lr=[0.1, 1.0]'",
+    "plan": "example:\n  sweep plan experiments/quickstart.toml --out results/quick.nc\n"
+            "  sweep run experiments/quickstart.toml --out results/quick.nc --dry-run",
     "demo": "example:\n  sweep demo --out sweep_demo",
     "info": "example:\n  sweep info results/relu.nc",
     "plot": "example:\n  sweep plot results/relu.nc --x w0 --y b0 -o relu.png\n"
@@ -73,7 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
     r.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    r.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    r.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal "
+                   "(default there: a plain progress line now and then, for batch logs)")
+    r.add_argument("--dry-run", action="store_true", help="print the plan (as 'sweep plan') and exit without computing")
+
+    pn = sub.add_parser("plan", help="what a run would do: sizes, the output's size and free disk, an ETA",
+                        epilog=EXAMPLES["plan"], formatter_class=fmt)
+    pn.add_argument("spec", help="path to the TOML spec")
+    pn.add_argument("--out", "-o", help="the output the run would write (default: the spec's name with .nc)")
+    pn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key (repeatable)")
+    pn.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
+    pn.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
+    pn.add_argument("--no-probe", action="store_true", help="no timed probe (and so no ETA): answers at once")
 
     d = sub.add_parser("demo", help="seed 000's (w0, b0) basin map of a ReLU neuron, as .nc and .png",
                        epilog=EXAMPLES["demo"], formatter_class=fmt)
@@ -85,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["info"], formatter_class=fmt)
     i.add_argument("path")
     i.add_argument("--spec", action="store_true", help="also print the full spec")
+    i.add_argument("--check", action="store_true", help="read every variable in full (verifying the HDF5 "
+                   "checksums) and name any damaged one; exit 1 if one is")
 
     pl = sub.add_parser("plot", help="draw a map from a result file", epilog=EXAMPLES["plot"], formatter_class=fmt)
     pl.add_argument("path")
@@ -124,19 +139,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import SpecError
+    from .io import StorageError
 
     try:
         args = _parser().parse_args(argv)
         if args.verb is None:
             _parser().print_help()
             return 0
-        return {"run": cmd_run, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except StorageError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - last resort: one line, exit 1
         if os.environ.get("SWEEP_DEBUG"):
             raise
@@ -193,6 +212,8 @@ def cmd_run(args) -> int:
         raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
     shard = parse_shard(args.shard)
     out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    if args.dry_run:
+        return _print_plan(spec, out, args.chunk_size, args.dtype, probe=True, where=args.spec)
     check_writable(out, overwrite=args.overwrite, resume=args.resume)
     if not args.quiet:
         print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out)
@@ -204,13 +225,60 @@ def cmd_run(args) -> int:
                  dtype=args.dtype, progress=progress, shard=shard)
     except Interrupted as e:
         print(str(e).replace("SPEC", args.spec), file=sys.stderr)
-        return 130
+        return 128 + e.signum
     if not args.quiet:
         wall = time.perf_counter() - t
         print(f"wrote {out} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)",
               file=sys.stderr)
         print(f"outcomes: {_summary_line(ds)}", file=sys.stderr)
     return 0
+
+
+def cmd_plan(args) -> int:
+    from .config import SpecError, parse_spec
+
+    spec = parse_spec(args.spec, args.set)
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
+    out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    return _print_plan(spec, out, args.chunk_size, args.dtype, probe=not args.no_probe, where=args.spec)
+
+
+def _print_plan(spec, out, chunk_size, dtype, probe: bool, where: str) -> int:
+    """``sweep plan`` / ``sweep run --dry-run``: exit 0, or 2 when the output would not fit on its disk."""
+    from .api import plan_report
+    from .io import human_bytes
+
+    r = plan_report(spec, out=out, chunk_size=chunk_size, dtype=dtype, probe=probe)
+    print(f"plan for {where} -> {out}")
+    print(f"  {r['n_trajectories']:,} trajectories x {r['steps']:,} steps = "
+          f"{r['n_trajectories'] * r['steps']:,} trajectory-steps")
+    print(f"  {r['compile_groups']} compile group(s), {r['chunks']:,} chunk(s) of {r['chunk']:,} trajectories "
+          f"on {r['devices']} device(s)")
+    print(f"  output: up to {human_bytes(r['result_bytes'])} ({r['bytes_per_trajectory']} B per trajectory "
+          "uncompressed; zlib makes the file smaller); the parts take about as much until the file is assembled")
+    free = r.get("free_bytes")
+    print(f"  disk: {human_bytes(free) if free is not None else 'unknown'} free in {r.get('disk_dir')!r}"
+          + ("" if r.get("fits", True) else " - does not fit"))
+    if "eta_s" in r:
+        print(f"  probe: one chunk of {r['probe_chunk']:,} for {r['probe_steps']} steps: compile {r['compile_s']:.1f} s, "
+              f"run {r['run_s']:.2f} s")
+        print(f"  ETA: at most {_duration(r['eta_s'])} ({r['compile_groups']} compile(s) + {r['chunks']:,} chunk(s) x "
+              f"{r['steps']:,} steps at the probe's speed; early exit and compaction make it shorter)")
+    if not r.get("fits", True):
+        print(f"error: {r['refusal']}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
 
 
 def cmd_refine(args) -> int:
@@ -231,7 +299,7 @@ def cmd_refine(args) -> int:
     levels = args.levels if args.levels is not None else conf.get("levels", 4)
     var = args.var or conf.get("var", "outcome")
     out = args.out or str(src.with_suffix(".refined.nc"))
-    ds = refine(spec, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
+    ds = refine(spec if src.suffix == ".nc" else src, x, y, levels, var=var, set=args.set, out=out, overwrite=args.overwrite)
     a = ds.attrs
     print(f"{a['trajectories_used']:,} trajectories instead of {a['full_grid']:,} for the full finest grid "
           f"({a['ratio']:.1f}x fewer); boundary cells per level {a['boundary_cells']}; box-counting dimension "
@@ -290,13 +358,29 @@ def cmd_info(args) -> int:
         shown = ", ".join(map(str, vals[:6])) + (", ..." if vals.size > 6 else "")
         print(f"  {name}: [{shown}]" + (f" ({c.attrs['spacing']})" if "spacing" in c.attrs else ""))
     print("variables: " + ", ".join(ds.data_vars))
-    print(f"outcomes: {_summary_line(ds)}")
-    for k in ("n_trajectories", "steps", "dtype", "backend", "devices", "created", "wall_time_s",
-              "trajectory_steps_per_s", "sweep_version", "jax_version", "spec_hash"):
+    try:
+        print(f"outcomes: {_summary_line(ds)}")
+    except (RuntimeError, OSError) as e:
+        print(f"outcomes: unreadable ({type(e).__name__}: {_one_line(e)}): the file is damaged; "
+              "sweep info --check names the damaged variables")
+    for k in ("n_trajectories", "steps", "dtype", "backend", "devices", "created", "wall_time_s", "compute_time_s",
+              "assemble_time_s", "trajectory_steps_per_s", "sweep_version", "jax_version", "spec_hash"):
         if k in ds.attrs:
             print(f"{k}: {ds.attrs[k]}")
     if args.spec:
         print(ds.attrs.get("spec", ""))
+    if args.check:
+        from .io import check_file
+
+        ds.close()
+        bad = check_file(args.path)
+        for name, err in bad:
+            print(f"damaged: variable {name!r} of {args.path} cannot be read ({err})", file=sys.stderr)
+        if bad:
+            print(f"check: {len(bad)} damaged variable(s): {', '.join(n for n, _ in bad)}; rerun the sweep "
+                  "(sweep run SPEC --out ... --overwrite) to rewrite the file", file=sys.stderr)
+            return 1
+        print("check: every variable read in full; checksums match")
     return 0
 
 

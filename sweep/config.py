@@ -20,14 +20,15 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 import types
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from .options import Opt
+from .options import EventSpec, Opt
 from .optimizers import ALL_OPTIMIZERS, HYPER_DEFAULTS, LR_DEFAULTS, SECOND_ORDER, default_lr
 from .outcomes import Thresholds
-from .problems import DATA_OPTIONS, PROBLEMS, problem_init_options
+from . import user_loss
+from .problems import DATA_OPTIONS, PROBLEMS, constant_key, function_start_keys, load_function, problem_init_options
 
 
 class SpecError(ValueError):
@@ -146,14 +147,38 @@ TRAIN_OPTIONS: dict[str, Opt] = {
                    "damping*I, levenberg_marquardt damping*diag(J^T J) (0: undamped)", lo=0.0, traced=True),
 }
 
+_THRESHOLD_DOCS = {
+    "loss_atol": "converged: absolute tolerance on the loss above the target",
+    "loss_rtol": "converged: tolerance relative to |target|",
+    "converge_patience": "converged: consecutive steps within tolerance (without the loss growing)",
+    "diverge_loss": "diverged: the loss exceeds max(diverge_loss, diverge_factor x |initial loss|) (inf: off)",
+    "diverge_factor": "diverged: see diverge_loss (inf: off)",
+    "diverge_param": "diverged: a parameter's magnitude exceeds this (inf: off)",
+    "dead_patience": "dead: consecutive steps with every gradient entry exactly zero and every unit inactive",
+    "window": "survivors are judged on this final fraction of the steps",
+    "improve_rtol": "unfinished: the loss fell by more than this fraction of its excess over the target",
+    "osc_factor": "oscillating: the window's loss path exceeds osc_factor x |net change| + osc_rtol x loss",
+    "osc_rtol": "oscillating: see osc_factor",
+    "move_rtol": "oscillating (deterministic data): the last update moved the parameters by more than "
+                 "move_rtol x (1 + |params|)",
+    "noise_rtol": "oscillating (noisy batches): the reference loss must also swing by more than noise_rtol x loss "
+                  "over the window, so batch noise is not read as oscillation",
+}
 OUTCOME_OPTIONS: dict[str, Opt] = {
-    name: Opt(default, "int" if isinstance(default, int) else "float", "classification threshold (README, Outcome rules)",
+    name: Opt(default, "int" if isinstance(default, int) else "float", _THRESHOLD_DOCS[name],
               lo=1 if isinstance(default, int) else 0.0, hi=1.0 if name == "window" else None,
-              lo_open=name == "window")
-    for name, default in Thresholds._field_defaults.items()
+              lo_open=name == "window", infinite=name.startswith("diverge_"))
+    for name, default in Thresholds._field_defaults.items() if name in _THRESHOLD_DOCS
 }
 OUTCOME_OPTIONS["sharpness_iters"] = Opt(0, "int", "power iterations (Hessian-vector products) for the final "
                                          "sharpness, stored with 2/lr; 0: off", lo=0, hi=10000)
+OUTCOME_OPTIONS["settle"] = Opt(True, "bool", "false: train every run to the end of its budget (no early "
+                                "settling; the outcome codes are the same, final values are those of the last "
+                                "step) - as papers that average the losses of every step do")
+OUTCOME_OPTIONS["lyapunov"] = Opt(False, "bool", "store `lyapunov`: the finite-time Lyapunov exponent of the training "
+                                  "map (natural log per step; one tangent vector pushed through every update with "
+                                  "jax.jvp and renormalised; > 0 chaos, < 0 inside a basin); costs about one more "
+                                  "gradient evaluation per step")
 OUTCOME_OPTIONS["target_loss"] = Opt(None, "float", "override the problem's target loss")
 
 RUN_OPTIONS: dict[str, Opt] = {
@@ -178,7 +203,7 @@ RECORD_OPTIONS: dict[str, Opt] = {
     "max": Opt(1024, "int", "at most this many recorded trajectories", lo=1),
 }
 
-TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "run", "record", "axes", "refine")
+TOP_KEYS = ("seed", "description", "problem", "train", "init", "outcome", "events", "run", "record", "axes", "refine")
 
 REFINE_OPTIONS: dict[str, Opt] = {
     "x": Opt(None, "str", "axis drawn across (a linspace or logspace axis)"),
@@ -224,6 +249,11 @@ class Spec:
     axes: tuple[Axis, ...]
     raw: Mapping[str, Any]  # the user's spec (after --set overrides), normalised
     options: Mapping[str, tuple[str, Opt]]  # every settable name -> (section, Opt)
+    folder: str | None = None  # the spec file's folder (where a function problem's module is looked for first)
+    events: tuple[EventSpec, ...] = ()  # the declarative [events]
+
+    def event_specs(self) -> tuple[EventSpec, ...]:
+        return self.events
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -359,7 +389,8 @@ def _check(section: str, key: str, opt: Opt, value: Any) -> Any:
         return opt.check(value)
     except ValueError as e:
         hint = ""
-        axis = {"train": key, "init": key, "problem": key, "problem.data": "data." + key}.get(section)
+        axis = {"train": key, "init": key, "problem": key, "problem.data": "data." + key,
+                "problem.constants": key}.get(section)
         if isinstance(value, list) and axis and axis != "loss" and opt.kind not in ("ints", "floats"):
             hint = f"; to sweep it, make it an axis instead: [axes] {_key(axis)} = {_toml_value(value)}"
         raise _fail(f"{section}.{key}", value, f"must be {e}{hint}", opt.choices) from None
@@ -374,8 +405,22 @@ def _section(section: str, given: dict, schema: dict[str, Opt]) -> dict:
     return out
 
 
-def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
-    """Validate a spec (path, dict or Spec) plus ``--set`` overrides into a frozen ``Spec``."""
+def spec_folder(source: Any) -> str | None:
+    """The folder of a spec given as a path (resolved), the ``folder`` of a ``Spec``; None for a dict."""
+    if isinstance(source, Spec):
+        return source.folder
+    if isinstance(source, (str, Path)):
+        return str(Path(source).resolve().parent)
+    return None
+
+
+def parse_spec(source: Any, overrides: list[str] | None = None, *, folder: str | os.PathLike | None = None) -> Spec:
+    """Validate a spec (path, dict or Spec) plus ``--set`` overrides into a frozen ``Spec``.
+
+    folder: where a function problem's loss module is looked for first (default: the spec file's folder, a
+    Spec's own ``folder``; for a dict, only the working directory and sys.path are searched).
+    """
+    folder = str(Path(folder).resolve()) if folder is not None else spec_folder(source)
     d = apply_overrides(load_spec_dict(source), overrides)
     for k in d:
         if k not in TOP_KEYS:
@@ -398,6 +443,7 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     pdef = PROBLEMS[name]
     data_schema = pdef.data_options or DATA_OPTIONS
     data_given = prob.pop("data", None)
+    consts_given = prob.pop("constants", None) if "constants" in pdef.options else None
     popts = _section("problem", prob, pdef.options)
     if data_given is not None and not pdef.has_data:
         raise SpecError(f"problem.data: the {name!r} problem has no data; remove the data table")
@@ -412,10 +458,13 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
                 example = ' = "mymodule:myloss"' if k == "loss" else ""
                 raise SpecError(f"problem.{k}: missing; {opt.doc}; add {k}{example} under [problem]")
             popts[k] = opt.default
+    fn = None
+    if name == "function":
+        fn = _function(popts, consts_given, folder)
     try:
         init_schema = problem_init_options(name, popts)
     except ValueError as e:
-        raise _fail("problem.loss", popts.get("loss"), str(e)) from None
+        raise _fail("problem.loss", fn.ref if fn else popts.get("loss"), str(e)) from None
     if pdef.has_data:
         data = {k: data.get(k, o.default) for k, o in data_schema.items()}
         if data.get("dist") == "uniform" and not data["lo"] < data["hi"]:
@@ -430,7 +479,12 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     train = _section("train", _table(d, "train"), TRAIN_OPTIONS)
     train = {k: train.get(k, o.default) for k, o in TRAIN_OPTIONS.items()}
     lr_given = train["lr"] is not None
-    init = _section("init", _table(d, "init"), init_schema)
+    init_given = _table(d, "init")
+    start = {k: k for k in init_schema}  # [init] key -> its option name (the traced value, the axis)
+    if fn is not None:
+        init_given = _function_init(init_given, fn, tuple(init_schema))
+        start = function_start_keys(tuple(init_schema))
+    init = _section("init", init_given, init_schema)
     init = {k: init.get(k, o.default) for k, o in init_schema.items()}
     outcome = _section("outcome", _table(d, "outcome"), OUTCOME_OPTIONS)
     outcome = {k: outcome.get(k, o.default) for k, o in OUTCOME_OPTIONS.items()}
@@ -439,19 +493,26 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     record = _section("record", _table(d, "record"), RECORD_OPTIONS)
     record = {k: record.get(k, o.default) for k, o in RECORD_OPTIONS.items()}
     refine = _section("refine", _table(d, "refine"), REFINE_OPTIONS) if "refine" in d else None
+    events = _parse_events(_table(d, "events"))
 
     # ---- every settable name
     options: dict[str, tuple[str, Opt]] = {"seed": ("seed", Opt(0, "int", "replicate seed", lo=0))}
     for sec, schema in (("train", TRAIN_OPTIONS), ("init", init_schema), ("problem", pdef.options)):
         for k, o in schema.items():
-            options[k] = (sec, o)
+            options[start[k] if sec == "init" else k] = (sec, o)
     if pdef.has_data:
         for k, o in data_schema.items():
             options["data." + k] = ("problem.data", o)
-    for k in ("loss",):
-        options.pop(k, None)  # a different module per trajectory is not a sweep
+    for k in ("loss", "constants"):
+        options.pop(k, None)  # a different module per trajectory is not a sweep; constants are swept one by one
+    aliases: dict[str, Any] = {}
+    if fn is not None:
+        for c, value in fn.constants.items():
+            options[constant_key(c)] = ("problem.constants", Opt(value, "float", f"constant {c} of the loss",
+                                                                 traced=True))
+        aliases = _function_aliases(fn, start)
 
-    axes = _parse_axes(_table(d, "axes"), options, seed)
+    axes = _parse_axes(_table(d, "axes"), options, seed, aliases)
     swept = {m for a in axes for m in a.members}
     if not lr_given and "lr" not in swept:  # each optimizer's own default (one value: written into the spec)
         lrs = {default_lr(o) for o in _optimizers_used(train, axes)}
@@ -463,11 +524,22 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     if desc:
         raw["description"] = desc
     raw["problem"] = {"name": name, **{k: v for k, v in popts.items() if v is not None}}
+    if fn is not None:  # as the user wrote them; the Spec holds the resolved module and the constants' names
+        raw["problem"]["loss"] = fn.ref
+        if fn.constants:
+            raw["problem"]["constants"] = dict(fn.constants)
+        else:
+            raw["problem"].pop("constants", None)
+        popts["constants"] = tuple(fn.constants)
     raw["train"] = {k: v for k, v in train.items() if v is not None}
     raw["init"] = init
+    init = {start[k]: v for k, v in init.items()}
     raw["outcome"] = {k: v for k, v in outcome.items() if v is not None}
     raw["run"] = run
     raw["record"] = record
+    if events:
+        raw["events"] = {e.name: {"param": e.param, "above" if e.above else "below": e.level, "over": e.over,
+                                  "stop": e.stop} for e in events}
     raw["axes"] = _plain(_table(d, "axes"))
     if refine is not None:
         raw["refine"] = {k: refine.get(k, o.default) for k, o in REFINE_OPTIONS.items()
@@ -477,10 +549,122 @@ def parse_spec(source: Any, overrides: list[str] | None = None) -> Spec:
     _check_least_squares(name, pdef, train, popts, axes)
     _check_tail_window(popts, train, axes)
     _check_size(popts, axes)
-    return Spec(seed, desc, name, types.MappingProxyType(popts), types.MappingProxyType(train),
-                types.MappingProxyType(init), types.MappingProxyType(outcome), types.MappingProxyType(run),
-                types.MappingProxyType(record), tuple(axes), types.MappingProxyType(raw),
-                types.MappingProxyType(options))
+    return Spec(seed=seed, description=desc, problem=name, problem_options=types.MappingProxyType(popts),
+                train=types.MappingProxyType(train), init=types.MappingProxyType(init),
+                outcome=types.MappingProxyType(outcome), run=types.MappingProxyType(run),
+                record=types.MappingProxyType(record), axes=tuple(axes), raw=types.MappingProxyType(raw),
+                options=types.MappingProxyType(options), folder=folder, events=events)
+
+
+EVENT_KEYS = ("param", "above", "below", "over", "stop")
+RESERVED_NAMES = ("outcome", "final_loss", "min_loss", "converge_step", "stop_step", "final_grad_norm", "target_loss",
+                  "lambda0", "lyapunov", "sharpness", "two_over_lr", "trainable", "tail_loss_ratio")
+
+
+def _parse_events(given: dict) -> tuple[EventSpec, ...]:
+    """``[events]``: name = { param = "w", above = 0.0 | below = ..., over = "any" | "all", stop = false }."""
+    out = []
+    for name, t in given.items():
+        key = f"events.{name}"
+        if not name.isidentifier() or name in RESERVED_NAMES or name.startswith(("final_", "rec_", "traj_")):
+            raise _fail(key, name, "an event name must be a plain identifier that is not a result variable "
+                        "(outcome, final_*, ...); e.g. crossed = { param = \"w\", above = 0.0 }")
+        if not isinstance(t, dict):
+            raise _fail(key, t, 'must be a table, e.g. { param = "w", above = 0.0 }')
+        for k in t:
+            if k not in EVENT_KEYS:
+                raise _unknown(key, k, EVENT_KEYS)
+        param = t.get("param")
+        if not isinstance(param, str) or not param:
+            raise SpecError(f"{key}.param: missing or not a string; name the parameter, e.g. param = \"w\"")
+        if ("above" in t) == ("below" in t):
+            raise SpecError(f"{key}: give exactly one of above = LEVEL or below = LEVEL")
+        side = "above" if "above" in t else "below"
+        level = _check(key, side, Opt(0.0, "float", ""), t[side])
+        over = _check(key, "over", Opt("any", "choice", "", choices=("any", "all")), t.get("over", "any"))
+        stop = _check(key, "stop", Opt(False, "bool", ""), t.get("stop", False))
+        out.append(EventSpec(name=name, param=param, level=level, above=side == "above", over=over, stop=stop))
+    return tuple(out)
+
+
+class _Loss(NamedTuple):
+    """A function problem's loss as the spec gives it."""
+
+    ref: str  # as written (stored in the spec)
+    f: Callable
+    constants: dict[str, float]
+    args: dict  # argument name -> inspect.Parameter
+
+
+def _function(popts: dict, consts_given: Any, folder: str | None) -> _Loss:
+    """Resolve ``problem.loss`` (spec folder, working directory, sys.path) and check ``problem.constants``;
+    ``popts`` gets the resolved reference and the constants."""
+    ref = popts["loss"]
+    if consts_given is None:
+        consts_given = {}
+    if not isinstance(consts_given, dict):
+        raise _fail("problem.constants", consts_given, "must be a table of name = number, e.g. "
+                    "constants = { c = 0.3 }")
+    consts = {c: _check("problem.constants", c, Opt(0.0, "float", ""), v) for c, v in consts_given.items()}
+    try:
+        resolved = user_loss.resolve(ref, folder)
+        f = load_function(resolved)
+        args = user_loss.arguments(f)
+    except ValueError as e:
+        raise _fail("problem.loss", ref, str(e)) from None
+    try:
+        user_loss.check_constants(f, consts)
+    except ValueError as e:
+        c, msg = e.args
+        raise SpecError(f"problem.constants.{c}: {msg} ({ref})") from None
+    popts["loss"], popts["constants"] = resolved, consts
+    return _Loss(ref, f, consts, args)
+
+
+def _function_init(given: dict, fn: _Loss, params: tuple[str, ...]) -> dict:
+    """``[init]`` of a function problem with every key named like its argument: ``<arg>0``, the old name of the
+    start value of ``arg``, is accepted where it is not itself an argument of the loss."""
+    out: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for k, value in given.items():
+        if k in params:
+            canon = k
+        elif k in fn.args:
+            what = "a constant" if k in fn.constants else "an argument with a default"
+            old = (f"; it is also the old name of the start value of {k[:-1]!r}: write init.{k[:-1]}"
+                   if k.endswith("0") and k[:-1] in params else "")
+            raise SpecError(f"init.{k}: {k!r} is {what} of the loss, not a trained parameter, so it has no start "
+                            f"value (its value goes under [problem] constants){old}")
+        elif k.endswith("0") and k[:-1] in params:
+            canon = k[:-1]
+        else:
+            raise _unknown("init", k, params)
+        if canon in out:
+            raise SpecError(f"init.{source[canon]} and init.{k} both give the start value of {canon!r} "
+                            f"(init.{canon}0 is its old name); give it once, as init.{canon}")
+        out[canon], source[canon] = value, k
+    return out
+
+
+def _function_aliases(fn: _Loss, start: dict[str, str]) -> dict[str, Any]:
+    """Other names an axis may give a function problem's options: a constant's bare name (for constants.<c>),
+    a start value's bare name where it is init.<name>, and the old ``<arg>0``. Value: the option names it may
+    mean (two or more: ambiguous), or a message refusing it."""
+    aliases: dict[str, Any] = {}
+    for c in fn.constants:
+        aliases.setdefault(c, []).append(constant_key(c))
+    for n, key in start.items():
+        if key != n:
+            aliases.setdefault(n, []).append(key)
+        old = n + "0"
+        if old in start:
+            continue  # an argument of its own (e.g. w and w0): the name means that argument
+        if old in fn.args and old not in fn.constants:
+            aliases[old] = (f"{old!r} is an argument with a default of the loss (not swept unless it is a "
+                            f"constant) and the old name of the start value of {n!r}: write init.{n}")
+        else:
+            aliases.setdefault(old, []).append(key)
+    return aliases
 
 
 def _check_conflicts(train, popts, swept, axes):
@@ -683,20 +867,49 @@ def _list_values(key: str, v: Any, opt: Opt, distinct: bool = True) -> list:
     return out
 
 
-def _resolve(key: str, options: dict, where: str | None = None) -> tuple[str, Opt]:
-    if key in options:
-        return key, options[key][1]
-    if key.startswith(("train.", "init.", "problem.")):
-        short = key.split(".", 1)[1]
-        if short in options:
-            return short, options[short][1]
-    near = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+_SECTIONS = {"train": ("train",), "init": ("init",), "problem": ("problem", "problem.data", "problem.constants")}
+
+
+def _qualified(name: str, options: dict) -> str:
+    """The unambiguous spelling of an option name (train.lr, init.x, constants.c, data.n, seed)."""
+    sec = options[name][0]
+    if sec in ("train", "problem"):
+        return f"{sec}.{name}"
+    if sec == "init":
+        return name if name.startswith("init.") else "init." + name
+    return name
+
+
+def _candidates(key: str, options: dict, aliases: dict, where: str) -> list[str]:
+    alias = aliases.get(key, ())
+    if isinstance(alias, str):
+        raise SpecError(f"{where}: {alias}")
+    return list(dict.fromkeys(([key] if key in options else []) + list(alias)))
+
+
+def _resolve(key: str, options: dict, where: str | None = None, aliases: dict | None = None) -> tuple[str, Opt]:
+    """The option an axis key names: an option name, a ``section.name`` of the right section (train., init.,
+    problem.), or an alias (a function problem's bare constant names, old ``<arg>0`` names)."""
+    where = where or "axes." + key
+    aliases = aliases or {}
+    found = _candidates(key, options, aliases, where)
+    if not found and "." in key and key.split(".", 1)[0] in _SECTIONS:
+        sec, short = key.split(".", 1)
+        found = [n for n in _candidates(short, options, aliases, where) if options[n][0] in _SECTIONS[sec]]
+    if len(found) == 1:
+        return found[0], options[found[0]][1]
+    if found:
+        names = [_qualified(n, options) for n in found]
+        raise SpecError(f"{where}: ambiguous, it may mean {' or '.join(names)}; write the one you mean, e.g. "
+                        f"axes.{_key(names[-1])}")
+    near = difflib.get_close_matches(key, list(options) + [a for a, v in aliases.items() if not isinstance(v, str)],
+                                     n=1, cutoff=0.5)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise SpecError(f"{where or 'axes.' + key}: not an option of this spec{hint}; "
+    raise SpecError(f"{where}: not an option of this spec{hint}; "
                     f"sweepable: {', '.join(sorted(options))}")
 
 
-def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
+def _parse_axes(given: dict, options: dict, seed: int, aliases: dict | None = None) -> list[Axis]:
     samples = given.get("samples")
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise _fail("axes.samples", samples, "must be an integer >= 1")
@@ -715,7 +928,7 @@ def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
                             "{ zip = { lr = [0.1, 0.2], momentum = [0.9, 0.5] } }")
             names, vals = [], []
             for m, mv in members.items():
-                name, opt = _resolve(m, options, f"axes.{key}.zip.{m}")
+                name, opt = _resolve(m, options, f"axes.{key}.zip.{m}", aliases)
                 vals.append(tuple(_list_values(f"axes.{key}.zip.{m}", mv, opt, distinct=False)))
                 names.append(name)
             if len({len(v) for v in vals}) != 1:
@@ -731,7 +944,7 @@ def _parse_axes(given: dict, options: dict, seed: int) -> list[Axis]:
             axes.append(Axis(key, tuple(names), tuple(vals), "list"))
             new = names
         else:
-            name, opt = _resolve(key, options)
+            name, opt = _resolve(key, options, aliases=aliases)
             if isinstance(form, list):
                 vals, sp = _list_values(f"axes.{key}", form, opt), "list"
             elif isinstance(form, dict):

@@ -22,9 +22,21 @@ from .config import Spec, points_per_step
 from .layout import blocking, in_blocks, make_value_and_grad, one_trajectory, primitives
 from .optimizers import OPTIMIZERS, default_lr
 from .problems import PROBLEMS
-from .step import make_trajectory, sharpness
+from .outcomes import ALIVE, Thresholds
+from .step import StepInput, make_trajectory, propagate, sharpness, step_map
 
 TRACE_COUNT = {"n": 0}  # test hook: incremented each time a chunk function is traced
+COMPILE_EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                            "/jax/core/compile/backend_compile_duration", "/jax/compilation_cache/cache_retrieval_time_sec"})
+COMPILE_SECONDS = [0.0]  # tracing + lowering + XLA compilation seen in this process (jax.monitoring)
+
+
+def _count_compile(event: str, duration: float, **_) -> None:
+    if event in COMPILE_EVENTS:
+        COMPILE_SECONDS[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
 _COMPILED: dict[Any, Callable] = {}
 
 REF_SALT = 2 ** 31 - 1  # fold-in value for the reference sample of fresh-data problems
@@ -180,7 +192,42 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
     chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
     n_dev = len(local_devices())
     chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count: equal shares
-    return Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype)
+    plan = Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype)
+    _check_events(plan)
+    return plan
+
+
+def _check_events(plan: Plan) -> None:
+    """Every ``[events]`` parameter is a parameter of every compile group's problem (SpecError otherwise)."""
+    if not plan.spec.events:
+        return
+    from .config import SpecError
+
+    one = plan._replace(chunk=1)
+    for g in {_static_key(plan, g): g for g in plan.groups}.values():
+        v, keys, _ = chunk_inputs(one, Chunk(g, np.zeros(1, np.int64), 1))
+        shapes = jax.eval_shape(lambda k, vv: problem_for(plan, g).init(k, vv), keys[0], one_trajectory(v))
+        for e in plan.spec.events:
+            if e.param not in shapes:
+                raise SpecError(f"events.{e.name}.param: {e.param!r} is not a parameter of this problem; "
+                                f"its parameters are {', '.join(sorted(shapes))}")
+
+
+class CompileKey(NamedTuple):
+    """Everything that decides a compiled chunk program (hashable; one compile per distinct key)."""
+
+    problem: str
+    static: tuple  # sorted (option, value) pairs of the static options
+    data: tuple  # sorted (option, value) pairs of the data table
+    thresholds: Thresholds
+    chunk: int  # trajectories per chunk (all devices)
+    dtype: str
+    early_exit: bool
+    check_every: int
+    layout: str
+    record_every: int
+    n_dev: int
+    events: tuple  # step.EventSpec of the spec's [events]
 
 
 def _static_key(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0):
@@ -195,9 +242,11 @@ def _static_key(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0):
             continue
         else:
             static[k] = v
-    return (s.problem, tuple(sorted(static.items(), key=lambda kv: kv[0])), tuple(sorted(data.items())),
-            s.thresholds(), chunk or plan.chunk, plan.dtype, s.run["early_exit"], s.run["check_every"], s.run["layout"],
-            record_every, len(local_devices()))
+    return CompileKey(problem=s.problem, static=tuple(sorted(static.items(), key=lambda kv: kv[0])),
+                      data=tuple(sorted(data.items())), thresholds=s.thresholds(), chunk=chunk or plan.chunk,
+                      dtype=plan.dtype, early_exit=s.run["early_exit"], check_every=s.run["check_every"],
+                      layout=s.run["layout"], record_every=record_every, n_dev=len(local_devices()),
+                      events=s.event_specs())
 
 
 class ChunkFns(NamedTuple):
@@ -212,8 +261,10 @@ class ChunkFns(NamedTuple):
 
 def _build_chunk_fn(key) -> ChunkFns:
     """Compile the function that runs one chunk of one static combination."""
-    problem_name, static_items, data_items, th, T_all, dtype_name, early_exit, check_every, layout, record_every, \
-        n_dev = key
+    problem_name, th, T_all, dtype_name = key.problem, key.thresholds, key.chunk, key.dtype
+    early_exit, check_every, layout, record_every, n_dev = (key.early_exit, key.check_every, key.layout,
+                                                            key.record_every, key.n_dev)
+    static_items, data_items = key.static, key.data
     T = T_all // n_dev  # trajectories per device: each device runs its share independently (shard_map)
     static = dict(static_items)
     data = dict(data_items)
@@ -225,7 +276,6 @@ def _build_chunk_fn(key) -> ChunkFns:
     steps = static["steps"]
     optimizer = static["optimizer"]
     dtype = jnp.dtype(dtype_name)
-    traj = make_trajectory(problem, optimizer, steps, th, dtype, static.get("lr_mode", "absolute"))
     n_fixed = data.get("n", 0)
     per_step = points_per_step(data)
     fresh = bool(data.get("fresh", False))
@@ -237,6 +287,8 @@ def _build_chunk_fn(key) -> ChunkFns:
         return jax.vmap(problem.loss, (0, None, 0))(params, batch, v)
 
     noisy = problem.sample is not None and (fresh or per_step < n_fixed)
+    traj = make_trajectory(problem, optimizer, steps, th, dtype, static.get("lr_mode", "absolute"),
+                           events=key.events, noisy=noisy)
     n_rec = steps // max(record_every, 1) + 1
 
     def data_of(data_key):
@@ -271,7 +323,7 @@ def _build_chunk_fn(key) -> ChunkFns:
             """Store loss and parameters at steps 0, k, 2k, ... of runs still alive (NaN after they settle)."""
             if not record_every:
                 return rec
-            alive = (s.code == -1) & (t <= steps)
+            alive = ((s.code == ALIVE) | (not th.settle)) & (t <= steps)
             row = {"loss": loss, **{k: s.params[k] for k in problem.params}}
             pos = jnp.minimum(t // record_every, n_rec - 1)
             on = alive & (t % record_every == 0)
@@ -280,14 +332,17 @@ def _build_chunk_fn(key) -> ChunkFns:
         def core(s, v, batch, t):
             """One step of a batch of trajectories (the chunk, or one block of it): (state, loss)."""
             n = s.code.shape[0]
+            vg = make_value_and_grad(problem, dtype, chosen)
             if traj.direction is not None:  # second-order: one Hessian/Jacobian solve per trajectory, no optax
                 loss, grad, direction = jax.vmap(traj.direction, (0, None, 0))(s.params, batch, v)
+                g_of = lambda p: jax.vmap(traj.direction, (0, None, 0))(p, batch, v)[2]  # noqa: E731
             else:
-                (loss, grad), direction = make_value_and_grad(problem, dtype, chosen)(s.params, batch, v), None
+                (loss, grad), direction = vg(s.params, batch, v), None
+                g_of = lambda p: vg(p, batch, v)[1]  # noqa: E731
             events = None if problem.track is None else jax.vmap(problem.track, (0, None, 0))(s.params, batch, v)
-            inactive = jnp.ones((n,), bool)
+            inactive = jnp.zeros((n,), bool)  # a problem without units is never dead
             if problem.inactive is not None:  # only evaluated once some run has had a zero gradient long enough
-                need = jnp.any((s.code == -1) & (s.dead_count >= th.dead_patience - 1))
+                need = jnp.any((s.code == ALIVE) & (s.dead_count >= th.dead_patience - 1))
                 inactive = jax.lax.cond(need, lambda: jax.vmap(problem.inactive, (0, None, 0))(s.params, batch, v),
                                         lambda: jnp.zeros((n,), bool))
             if noisy:  # the final-window statistics use the reference sample's loss at checkpoints
@@ -295,8 +350,15 @@ def _build_chunk_fn(key) -> ChunkFns:
                 wloss = jax.lax.cond(wmask, lambda: batched_loss(s.params, ref, v), lambda: jnp.zeros((n,), dtype))
             else:
                 wmask, wloss = jnp.asarray(True), loss
-            s = jax.vmap(traj.advance, (0, None, 0, 0, 0, 0, None, 0, 0, 0))(s, t, loss, grad, v, wloss, wmask, inactive,
-                                                                            events, direction)
+            tangent = None
+            if traj.lyapunov:  # the tangent pushed through this step's training map (same layout, jvp)
+                apply = jax.vmap(traj.apply)
+                tangent = propagate(step_map(traj._replace(apply=apply), g_of, s.opt_state, v, s.lambda0),
+                                    s.params, s.opt_state, s.tangent)
+            x = StepInput(loss=loss, grad=grad, wloss=wloss, wmask=wmask, inactive=inactive, events=events,
+                          direction=direction, tangent=tangent)
+            axes = StepInput(loss=0, grad=0, wloss=0, wmask=None, inactive=0, events=0, direction=0, tangent=0)
+            s = jax.vmap(traj.advance, (0, None, axes, 0))(s, t, x, v)
             return s, loss
 
         # The layout (and, for vmap, the block size) is decided from one trajectory's shapes.
@@ -321,7 +383,7 @@ def _build_chunk_fn(key) -> ChunkFns:
         def more(carry):
             t, s, _ = carry
             go = (t <= steps) & (t < t1)
-            return (go & jnp.any(s.code == -1)) if early_exit else go
+            return (go & jnp.any(s.code == ALIVE)) if early_exit and th.settle else go
 
         _, state, rec = jax.lax.while_loop(more, block, (jnp.asarray(t0, jnp.int32), state, rec))
         return state, rec
@@ -384,7 +446,7 @@ def _uses_linalg(plan: Plan, g: Group, single: ChunkFns, T: int) -> bool:
     """Whether the one-device program ``single`` (chunks of T) contains a batched LAPACK primitive;
     decided once per problem, static options, data and dtype."""
     key = _static_key(plan, g)
-    combo = (key[0], key[1], key[2], key[5])  # problem, static options, data, dtype
+    combo = (key.problem, key.static, key.data, key.dtype, key.events)
     if combo not in _ONE_DEVICE:
         v, keys, data_key = chunk_inputs(plan._replace(chunk=T), Chunk(g, np.zeros(T, np.int64), T))
         _ONE_DEVICE[combo] = bool(primitives(jax.make_jaxpr(single.run)(v, keys, data_key)) & LINALG_PRIMITIVES)
@@ -395,12 +457,12 @@ def chunk_fn(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0) -> Chu
     key = _static_key(plan, g, chunk, record_every)
     fn = _COMPILED.get(key)
     if fn is None:
-        one = key[:-1] + (1,)  # the same combination on one device
-        if key[-1] > 1 and jax.default_backend() == "cpu":
+        one = key._replace(n_dev=1)  # the same combination on one device
+        if key.n_dev > 1 and jax.default_backend() == "cpu":
             single = _COMPILED.get(one)
             if single is None:
                 single = _COMPILED[one] = _build_chunk_fn(one)
-            if _uses_linalg(plan, g, single, key[4]):
+            if _uses_linalg(plan, g, single, key.chunk):
                 fn = single
         if fn is None:
             fn = _build_chunk_fn(key)
@@ -413,13 +475,17 @@ def metric_attrs(plan: Plan) -> dict:
     out: dict = {}
     for key in {_static_key(plan, g): g for g in plan.groups}.values():
         out.update(problem_for(plan, key).metric_attrs)
+    for e in plan.spec.events:
+        cond = f"{e.over} of {e.param} {'>' if e.above else '<'} {e.level:g}"
+        out[e.name] = {"long_name": f"event {e.name!r} ({cond}) happened", "units": "1"}
+        out[e.name + "_step"] = {"long_name": f"updates before {cond} first held (-1: never)", "units": "1"}
     return out
 
 
 def problem_for(plan: Plan, g: Group):
     """The built Problem of a group (for names of params and metrics)."""
     key = _static_key(plan, g)
-    static, data = dict(key[1]), dict(key[2])
+    static, data = dict(key.static), dict(key.data)
     pdef = PROBLEMS[plan.spec.problem]
     popts = {k: v for k, v in static.items() if k in pdef.options}
     if pdef.has_data:
@@ -535,8 +601,8 @@ def run_chunk(plan: Plan, c: Chunk) -> dict[str, np.ndarray]:
 def _segments(plan: Plan) -> int:
     """Steps per compaction segment (0: no compaction) - a multiple of check_every."""
     run = plan.spec.run
-    if not run["compact"] or not run["early_exit"]:
-        return 0
+    if not run["compact"] or not run["early_exit"] or not plan.spec.outcome["settle"]:
+        return 0  # (settle = false: every run trains to the end, nothing to pack)
     steps, k = plan.spec.train["steps"], run["check_every"]
     seg = max(k, -(-(steps + 1) // run["segments"] // k) * k)
     return seg if seg <= steps else 0
@@ -607,6 +673,7 @@ def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
     True the loop ends there.
     """
     t0 = time.perf_counter()
+    compiled0 = COMPILE_SECONDS[0]
     compile_s = 0.0
     done = 0
     width = plan.spec.run["window"] if _segments(plan) else 1
@@ -644,7 +711,8 @@ def execute(plan: Plan, sink, progress: Callable[[int], None] | None = None,
                 break
     else:
         flush()
-    return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done}
+    return {"wall_time_s": time.perf_counter() - t0, "first_call_s": compile_s, "trajectories_run": done,
+            "compile_time_s": COMPILE_SECONDS[0] - compiled0}
 
 
 def dataset(spec: Spec, seed: int = 0, step: int | None = None, dtype: str | None = None):

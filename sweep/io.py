@@ -14,6 +14,30 @@ import xarray as xr
 from .config import Spec, SpecError
 from .outcomes import outcome_attrs
 
+
+class StorageError(RuntimeError):
+    """Reading or writing a result failed; the message names the path and the cause."""
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as disk tools print them)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"
+
+
+def data_encoding(ds: xr.Dataset) -> dict:
+    """netCDF encoding of the data variables: zlib level 4 and HDF5 Fletcher-32 checksums."""
+    return {name: {"zlib": True, "complevel": 4, "fletcher32": True} for name in ds.data_vars}
+
+
+def coord_encoding(ds: xr.Dataset) -> dict:
+    """Fletcher-32 checksums on the numeric coordinates too (strings are stored unfiltered)."""
+    return {name: {"fletcher32": True, "zlib": True, "complevel": 4} for name, c in ds.coords.items()
+            if c.dtype.kind in "iufb" and c.ndim}
+
 VAR_ATTRS: dict[str, dict] = {
     "final_loss": {"long_name": "loss at the last evaluated step", "units": "1"},
     "min_loss": {"long_name": "smallest loss seen", "units": "1"},
@@ -24,6 +48,8 @@ VAR_ATTRS: dict[str, dict] = {
     "sharpness": {"long_name": "top eigenvalue of the loss Hessian at the final parameters (power iteration)",
                   "units": "1"},
     "two_over_lr": {"long_name": "2 / lr: GD on a quadratic is stable iff sharpness < 2/lr", "units": "1"},
+    "lyapunov": {"long_name": "finite-time Lyapunov exponent of the training map (natural log per update; > 0: "
+                              "nearby starts separate, chaos; < 0: they contract, inside a basin)", "units": "1"},
     "lambda0": {"long_name": "top eigenvalue of the loss Hessian at the initial parameters (train.lr_mode = "
                              "'sharpness': the step size is lr / lambda0)", "units": "1"},
 }
@@ -151,15 +177,20 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) ->
     p = Path(path)
     if p.exists() and not overwrite:
         raise SpecError(f"{str(p)!r} already exists: pass overwrite=True (--overwrite) to replace it")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    enc = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix="." + p.name + ".", suffix=".tmp")
-    os.close(fd)
+    enc = {**coord_encoding(ds), **data_encoding(ds)}
+    tmp = None
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix="." + p.name + ".", suffix=".tmp")
+        os.close(fd)
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
         publish(tmp, p)
+    except (OSError, RuntimeError) as e:
+        from .store import write_error
+
+        raise StorageError(write_error(p, e, need=int(ds.nbytes))) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return p
 
@@ -177,6 +208,29 @@ def load(path: str | os.PathLike, **kwargs) -> xr.Dataset:
     if "outcome" not in ds:
         raise SpecError(f"{str(p)!r} is a netCDF file but not a sweep result (no 'outcome' variable)")
     return ds
+
+
+def check_file(path: str | os.PathLike, budget: int = 64 << 20) -> list[tuple[str, str]]:
+    """Read every variable of a netCDF file in full (HDF5 verifies each chunk's Fletcher-32 checksum
+    and zlib stream as it reads); returns (variable, error) for each one that cannot be read."""
+    import netCDF4
+
+    bad = []
+    with netCDF4.Dataset(path) as nc:
+        nc.set_auto_maskandscale(False)
+        for name, var in nc.variables.items():
+            try:
+                if var.ndim == 0:
+                    var[...]
+                    continue
+                item = getattr(var.dtype, "itemsize", 8)  # vlen strings: a guess
+                row = int(np.prod(var.shape[1:], dtype=np.int64)) * item
+                step = max(1, budget // max(row, 1))
+                for i in range(0, var.shape[0], step):
+                    var[i:i + step]
+            except (RuntimeError, OSError, ValueError) as e:
+                bad.append((name, f"{type(e).__name__}: {e}"))
+    return bad
 
 
 def recorded_dataset(spec: Spec, res: dict[str, np.ndarray]) -> xr.Dataset:

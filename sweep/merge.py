@@ -11,15 +11,17 @@ import numpy as np
 import xarray as xr
 
 from .config import SpecError, parse_spec, tomllib
-from .io import check_writable, load, order_vars, publish, skeleton, var_attrs
-from .store import assemble, fill_missing
+from .io import StorageError, check_writable, load, order_vars, publish, skeleton, var_attrs
+from .store import Part, assemble, fill_missing, write_error
 
 PART_DIM = "trajectory"
 
 
 def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterable[tuple[np.ndarray, dict]],
-                    attrs: dict, dtypes: dict, overwrite: bool = False) -> Path:
-    """Stream a shard's chunks into a flat netCDF part file (dimension ``trajectory`` + ``index``)."""
+                    attrs: dict, dtypes: dict, overwrite: bool = False, metrics: dict | None = None) -> Path:
+    """Stream a shard's chunks into a flat netCDF part file (dimension ``trajectory`` + ``index``).
+
+    metrics: the problem metrics' attributes (``engine.metric_attrs``), kept on their variables."""
     import netCDF4
 
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix="." + out.name + ".", suffix=".tmp")
@@ -34,12 +36,12 @@ def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterab
             for index, res in parts:
                 res = fill_missing(res, specs, len(index))
                 if variables is None:
-                    variables = {"index": nc.createVariable("index", "i8", (PART_DIM,), zlib=True)}
+                    variables = {"index": nc.createVariable("index", "i8", (PART_DIM,), zlib=True, fletcher32=True)}
                     for name in order_vars(dtypes):
                         dt = np.dtype(dtypes[name])
                         variables[name] = nc.createVariable(name, dt, (PART_DIM,), zlib=True, complevel=4,
-                                                            fill_value=False)
-                        for k, v in var_attrs(name).items():
+                                                            fill_value=False, fletcher32=True)
+                        for k, v in var_attrs(name, metrics).items():
                             variables[name].setncattr(k, v)
                 k = len(index)
                 variables["index"][n:n + k] = index
@@ -51,20 +53,27 @@ def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterab
             for k, v in meta.items():
                 nc.setncattr(k, v)
         publish(tmp, out)
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, StorageError):
+            raise
+        raise StorageError(write_error(out, e)) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
 
 
-def _part_chunks(ds: xr.Dataset, names: list[str], size: int = 1 << 16) -> Iterator[tuple[np.ndarray, dict]]:
-    n = ds.sizes[PART_DIM]
-    for s in range(0, n, size):
-        sl = slice(s, min(n, s + size))
-        index = np.asarray(ds["index"][sl].values, np.int64)
-        res = {k: np.asarray(ds[k][sl].values) for k in names}
-        order = np.argsort(index, kind="stable")
-        yield index[order], {k: v[order] for k, v in res.items()}
+def _part_pieces(name: str, ds: xr.Dataset, index: np.ndarray, size: int = 1 << 16) -> Iterator[Part]:
+    """A part file as pieces of ``size`` trajectories, each with the flat index range it covers."""
+    names = [k for k in ds.data_vars if k != "index"]
+    for s in range(0, index.size, size):
+        sl = slice(s, min(index.size, s + size))
+        piece = index[sl]
+
+        def load(sl=sl, piece=piece):
+            return piece, {k: np.asarray(ds[k][sl].values) for k in names}
+
+        yield Part(int(piece.min()), int(piece.max()), load, f"{name}[{s}:{sl.stop}]")
 
 
 def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: bool = False) -> xr.Dataset:
@@ -105,8 +114,10 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: 
     spec = parse_spec(tomllib.loads(first.attrs["spec"]))
     total = spec.n_trajectories
     seen = np.zeros(total, bool)
+    indices = []
     for name, ds in opened:
         idx = np.asarray(ds["index"].values, np.int64)
+        indices.append(idx)
         if idx.size and (idx.min() < 0 or idx.max() >= total):
             raise SpecError(f"merge: {name!r} has trajectory indices outside the grid of {total}")
         if np.any(seen[idx]) or np.unique(idx).size != idx.size:
@@ -119,27 +130,34 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike, *, overwrite: 
         for k in ds.data_vars:
             if k != "index":
                 found.setdefault(k, ds[k])
-    var_specs = {k: {"dtype": found[k].dtype,
-                     "attrs": {a: v for a, v in found[k].attrs.items() if a != "_FillValue"} or var_attrs(k)}
-                 for k in order_vars(found)}
     attrs = {k: v for k, v in first.attrs.items()
              if k not in ("sweep_part", "shard", "n_shards", "part_chunk_size", "part_trajectories")}
-    for k in ("wall_time_s", "trajectories_run"):
-        attrs[k] = float(sum(float(ds.attrs.get(k, 0.0)) for _, ds in opened))
+    for k in ("wall_time_s", "compute_time_s", "trajectories_run"):
+        if any(k in ds.attrs for _, ds in opened):
+            attrs[k] = float(sum(float(ds.attrs.get(k, 0.0)) for _, ds in opened))
 
     from .api import _set_dtype, with_recorded
-    from .engine import make_plan
+    from .engine import make_plan, metric_attrs
 
     _set_dtype(attrs.get("dtype", "float32"))
     plan = make_plan(spec, int(first.attrs["part_chunk_size"]), attrs.get("dtype", "float32"))
+    metrics = metric_attrs(plan)
+    # every attribute a part carries, over the ones the schema gives (older part files dropped metrics' ones)
+    var_specs = {k: {"dtype": found[k].dtype,
+                     "attrs": {**var_attrs(k, metrics), **{a: v for a, v in found[k].attrs.items() if a != "_FillValue"}}}
+                 for k in order_vars(found)}
     skel = with_recorded(skeleton(spec, attrs), plan)
 
-    def all_parts():
-        for _, ds in opened:
-            yield from _part_chunks(ds, [k for k in ds.data_vars if k != "index"])
+    pieces = [p for (name, ds), idx in zip(opened, indices) for p in _part_pieces(name, ds, idx)]
+    from .api import clean_temporary
+    from .lock import OutputLock
 
     try:
-        assemble(out, skel, spec.dims, all_parts(), var_specs, overwrite=True)
+        with OutputLock(out, "merge"):
+            clean_temporary(out)
+            if out.exists() and not overwrite:
+                raise SpecError(f"{str(out)!r} appeared meanwhile; not overwritten (pass --overwrite)")
+            assemble(out, skel, spec.dims, pieces, var_specs, overwrite=True)
     finally:
         for _, ds in opened:
             ds.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -11,7 +11,8 @@ class Opt:
     """One spec key.
 
     kind: "float" | "int" | "bool" | "choice" | "str" | "floats" (a number or a list of numbers) |
-      "ints" (an integer or a non-empty list of integers, e.g. layer widths; lo applies to each).
+      "ints" (an integer or a non-empty list of integers, e.g. layer widths; lo applies to each) |
+      "table" (a table of name = finite number, e.g. a function loss's constants).
     traced: a number whose swept values are per-trajectory arrays (never recompiles); a traced "int"
       reaches the problem as a float array holding the integer (exact below 2**24; e.g. ``init_row``).
     Other options, swept as axes, are static: one compilation per value.
@@ -26,6 +27,7 @@ class Opt:
     lo_open: bool = False  # lo is exclusive
     traced: bool = False
     units: str = ""
+    infinite: bool = False  # a float that may also be +inf (e.g. a divergence bound switched off)
 
     def allowed(self) -> str:
         if self.kind == "choice":
@@ -39,9 +41,10 @@ class Opt:
             rng = f" {'>' if self.lo_open else '>='} {_num(self.lo)}"
         elif self.hi is not None:
             rng = f" <= {_num(self.hi)}"
-        return {"float": "a finite number", "int": "an integer", "str": "a string",
+        return {"float": "a number (inf allowed)" if self.infinite else "a finite number", "int": "an integer", "str": "a string",
                 "floats": "a number or a list of numbers",
-                "ints": "an integer or a list of integers"}[self.kind] + rng
+                "ints": "an integer or a list of integers",
+                "table": "a table of name = number"}[self.kind] + rng
 
     def check(self, value: Any) -> Any:
         """Return the normalised value or raise ValueError with what is allowed."""
@@ -59,6 +62,10 @@ class Opt:
             if not isinstance(value, str) or (not value and self.default != ""):
                 raise ValueError(self.allowed())
             return value
+        if k == "table":
+            if not isinstance(value, dict) or not all(isinstance(n, str) for n in value):
+                raise ValueError(self.allowed())
+            return {n: Opt(0.0, "float", "").check(x) for n, x in value.items()}
         if k == "ints":
             items = list(value) if isinstance(value, (list, tuple)) else [value]
             if not items:
@@ -78,7 +85,7 @@ class Opt:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(self.allowed())
             value = float(value)
-            if not math.isfinite(value):
+            if not (math.isfinite(value) or (self.infinite and value == math.inf)):
                 raise ValueError(self.allowed())
         if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
             raise ValueError(self.allowed())
@@ -90,3 +97,18 @@ class Opt:
 def _num(x: float) -> str:
     """A bound as text: integers in full (2147483647, not 2.14748e+09), other numbers with %g."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
+class EventSpec(NamedTuple):
+    """One declarative event of a spec's ``[events]``: the first step at which a parameter crosses a level.
+
+    ``<name>_step`` (int32) is the first k at which the condition holds after k updates (-1: never) and
+    ``<name>`` (int8) whether it ever held.
+    """
+
+    name: str
+    param: str  # a parameter of the problem (a scalar, or an array reduced with ``over``)
+    level: float
+    above: bool  # True: param > level; False: param < level
+    over: str  # "any" | "all": over the entries of an array parameter
+    stop: bool  # the run settles when the event fires

@@ -9,14 +9,12 @@ Traced per-trajectory values (init values, activation alpha, ...) arrive in ``v`
 """
 from __future__ import annotations
 
-import difflib
-import importlib
-import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from . import user_loss
 from .activations import ACTIVATIONS, GRAD_AT_ZERO_CHOICES, get_activation
 from .options import Opt
 
@@ -262,88 +260,121 @@ NEURON = ProblemDef(
 )
 
 
-# --------------------------------------------------------------------------- quartic / function
-def _scalar_problem(fn: Callable, names: tuple[str, ...], target_value: float) -> Problem:
+# --------------------------------------------------------------------------- quartic / uv / function
+def _scalar_problem(fn: Callable, names: tuple[str, ...], target_value: float, start: dict[str, str] | None = None,
+                    residuals: Callable | None = None) -> Problem:
+    """A problem of scalar parameters ``names`` and no data: ``fn(params, v)`` is the loss; ``start[name]`` is the
+    traced option holding the parameter's initial value (default ``<name>0``)."""
+    start = start or {n: n + "0" for n in names}
+
     def init(key, v):
-        return {n: jnp.asarray(v[n + "0"]) for n in names}
+        return {n: jnp.asarray(v[start[n]]) for n in names}
 
     def loss(p, batch, v):
-        return fn(*[p[n] for n in names])
+        return fn(p, v)
 
     def target(batch, v):
         return jnp.asarray(target_value)
 
-    return Problem(names, init, loss, None, None, target, lambda p, b, v: {}, {})
+    res = None if residuals is None else (lambda p, batch, v: residuals(p, v))
+    return Problem(names, init, loss, None, None, target, lambda p, b, v: {}, {}, residuals=res)
 
 
 QUARTIC = ProblemDef(
-    lambda o: _scalar_problem(lambda x: x ** 4, ("x",), 0.0),
+    lambda o: _scalar_problem(lambda p, v: p["x"] ** 4, ("x",), 0.0),
     {},
     {"x0": Opt(1.0, "float", "initial x", traced=True)},
     "L(x) = x^4 (seed 001's toy): GD converges iff 0 < lr*x0^2 < 1/2",
 )
 
 
+def _uv_residuals(p, v):
+    return jnp.reshape(p["u"] * p["v"] - v["y"], (1,))
+
+
+UV = ProblemDef(
+    lambda o: _scalar_problem(lambda p, v: 0.5 * (p["u"] * p["v"] - v["y"]) ** 2, ("u", "v"), 0.0,
+                              residuals=_uv_residuals),
+    {"y": Opt(1.0, "float", "the target of the product u*v", traced=True)},
+    {"u0": Opt(1.0, "float", "initial u", traced=True), "v0": Opt(0.5, "float", "initial v", traced=True)},
+    "L(u, v) = (u*v - y)^2 / 2, the smallest model with edge-of-stability / catapult dynamics under GD: the "
+    "minima u*v = y form a hyperbola; the Hessian there has eigenvalues u^2 + v^2 (the sharpness) and 0, so GD "
+    "at lr can only settle where u^2 + v^2 < 2/lr (for y > 0 the flattest, balanced minimum u = v = sqrt(y) "
+    "has sharpness 2y); gradient flow conserves u^2 - v^2, GD multiplies it by 1 - lr^2 (u*v - y)^2 each step. "
+    "Residual r = u*v - y (gauss_newton, levenberg_marquardt)",
+    least_squares=lambda o: True,
+)
+
+START_PREFIX = "init."
+
+
+def _other_option_names() -> set[str]:
+    """Option names a function spec has besides the start values (a start value of that name is 'init.<name>')."""
+    from .config import TRAIN_OPTIONS  # (config imports this module; by the time a spec exists both are loaded)
+
+    return set(TRAIN_OPTIONS) | {"seed"} | set(FUNCTION.options)
+
+
+def function_start_keys(params: tuple[str, ...]) -> dict[str, str]:
+    """The option name of each parameter's start value (a traced value in ``v`` and the name of its axis): the
+    parameter's own name, or ``init.<name>`` when another option has that name (e.g. a parameter ``lr``)."""
+    taken = _other_option_names()
+    return {n: START_PREFIX + n if n in taken else n for n in params}
+
+
+def constant_key(name: str) -> str:
+    """The option name of the constant ``name`` (its traced value in ``v``, and its axis)."""
+    return "constants." + name
+
+
 def load_function(ref: str) -> Callable:
-    """Import ``module:function`` (raises ValueError with the reason)."""
-    if not isinstance(ref, str) or ref.count(":") != 1:
-        raise ValueError("expected 'module:function'")
-    mod, fn = ref.split(":")
-    if not mod or not fn:
-        raise ValueError("expected 'module:function' with both parts, e.g. 'mylosses:bowl'")
-    try:
-        module = importlib.import_module(mod)
-    except Exception as e:  # noqa: BLE001 - reported to the user
-        raise ValueError(f"cannot import module {mod!r} ({type(e).__name__}: {e}); is it installed, or on "
-                         "PYTHONPATH (e.g. run from its directory)?") from None
-    f = getattr(module, fn, None)
-    if not callable(f):
-        near = difflib.get_close_matches(fn, [n for n in dir(module) if not n.startswith("_")
-                                              and callable(getattr(module, n, None))], n=1, cutoff=0.6)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"module {mod!r} has no function {fn!r}{hint}")
-    return f
+    """The user's loss of a resolved ``module:function`` reference (raises ValueError with the reason);
+    ``user_loss.resolve`` makes a reference from what the user wrote and the spec's folder."""
+    return user_loss.load(ref)
 
 
-def function_params(f: Callable) -> tuple[str, ...]:
-    """Parameter names of a user loss: its positional arguments."""
-    try:
-        sig = inspect.signature(f)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot read the function's arguments ({e}); wrap it in a Python function "
-                         "def loss(x, y): ...") from None
-    names = tuple(p.name for p in sig.parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty)
-    if not names:
-        raise ValueError("the function takes no positional arguments; each positional argument is a "
-                         "parameter, e.g. def loss(x, y): ...")
-    return names
+def function_params(f: Callable, constants=()) -> tuple[str, ...]:
+    """Parameter names of a user loss: its positional arguments without a default, less the constants."""
+    return user_loss.params(f, constants)
 
 
 def _build_function(o: dict) -> Problem:
     f = load_function(o["loss"])
-    return _scalar_problem(f, function_params(f), o["target"])
+    consts = tuple(o.get("constants") or ())
+    names = function_params(f, consts)
+    call = user_loss.caller(f)
+
+    def fn(p, v):
+        return call({**{n: p[n] for n in names}, **{c: v[constant_key(c)] for c in consts}})
+
+    return _scalar_problem(fn, names, o["target"], function_start_keys(names))
 
 
 FUNCTION = ProblemDef(
     _build_function,
     {
-        "loss": Opt(None, "str", "a scalar loss 'module:function'; each positional argument is a scalar parameter"),
+        "loss": Opt(None, "str", "a scalar loss 'module:function' (or 'path/to/file.py:function'); the module is "
+                    "looked for next to the spec file, then in the working directory, then on PYTHONPATH; each "
+                    "positional argument without a default is a trained scalar parameter"),
         "target": Opt(0.0, "float", "the minimum loss (converged = reached it within tolerance)"),
+        "constants": Opt({}, "table", "values of other arguments of the loss, e.g. { c = 0.3 }: passed by name, "
+                         "never trained (one may override an argument's default); each is traced: sweep it as "
+                         "axes.c (or axes.\"constants.c\"), its dimension is constants.c", traced=True),
     },
-    {},  # one '<arg>0' init key per function argument, added by the config
+    {},  # one key per trained argument, named like it (the config reads them from the loss)
     "any user loss f(x, y, ...) -> scalar given as 'module:function'",
 )
 
-PROBLEMS: dict[str, ProblemDef] = {"neuron": NEURON, "quartic": QUARTIC, "function": FUNCTION}
+PROBLEMS: dict[str, ProblemDef] = {"neuron": NEURON, "quartic": QUARTIC, "uv": UV, "function": FUNCTION}
 
 
 def problem_init_options(name: str, options: dict[str, Any]) -> dict[str, Opt]:
-    """Init keys of a problem (for ``function``: one per argument of the user's loss)."""
+    """Init keys of a problem (for ``function``: one per trained argument of the user's loss, named like it;
+    ``options["loss"]`` must be resolved)."""
     pdef = PROBLEMS[name]
     if name == "function":
-        names = function_params(load_function(options["loss"]))
-        return {n + "0": Opt(0.0, "float", f"initial {n}", traced=True) for n in names}
+        names = function_params(load_function(options["loss"]), tuple(options.get("constants") or ()))
+        return {n: Opt(0.0, "float", f"initial {n}", traced=True) for n in names}
     return pdef.init
 
 

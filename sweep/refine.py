@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .analysis import _fit_line
-from .config import SpecError, parse_spec, load_spec_dict, apply_overrides
+from .config import SpecError, parse_spec, load_spec_dict, apply_overrides, spec_folder
 
 
 def _lattice(axis, levels: int):
@@ -53,7 +53,7 @@ def refine(spec: Any, x: str, y: str, levels: int, *, var: str = "outcome", set:
     if isinstance(levels, bool) or not isinstance(levels, int) or not 0 <= levels <= 20:
         raise SpecError(f"--levels {levels!r}: must be an integer in [0, 20]")
     raw = apply_overrides(load_spec_dict(spec), set)
-    base = parse_spec(raw)
+    base = parse_spec(raw, folder=spec_folder(spec))
     if out is not None:
         check_writable(out, overwrite=overwrite)
     axes = {a.name: a for a in base.axes}
@@ -70,8 +70,12 @@ def refine(spec: Any, x: str, y: str, levels: int, *, var: str = "outcome", set:
     fy, ny = _lattice(axes[y], levels)
     step = 2 ** levels
     axes_raw = dict(raw.get("axes", {}))
-    for k in list(axes_raw):
-        if k in (x, y):
+    # the raw keys of the x and y axes: an axis is named by the option it resolves to (axes."train.lr" is lr,
+    # a function's axes.c is constants.c); every key but random ones (one shared 'sample' axis) is one axis, in order
+    keys = [k for k, f in axes_raw.items() if k != "samples" and not (isinstance(f, dict) and ("uniform" in f
+                                                                                              or "normal" in f))]
+    for k, a in zip(keys, [a for a in base.axes if a.spacing != "random"]):
+        if a.name in (x, y):
             del axes_raw[k]
     t0 = time.perf_counter()
     known: dict[tuple[int, int], int] = {}
@@ -85,7 +89,7 @@ def refine(spec: Any, x: str, y: str, levels: int, *, var: str = "outcome", set:
         ix = np.array([p[0] for p in points])
         iy = np.array([p[1] for p in points])
         pts = {**raw, "axes": {**axes_raw, "refine_point": {"zip": {x: fx(ix).tolist(), y: fy(iy).tolist()}}}}
-        ds = run(pts, chunk_size=chunk_size, dtype=dtype, progress=progress)
+        ds = run(parse_spec(pts, folder=base.folder), chunk_size=chunk_size, dtype=dtype, progress=progress)
         flat = {k: np.asarray(ds[k].values).reshape(-1) for k in ds.data_vars if "traj" not in ds[k].dims}
         for j, p in enumerate(points):
             known[p] = len(level_of)

@@ -91,6 +91,7 @@ def with_npz(problem: dict, key: str = "init_file", file_arrays: dict | None = N
 
 
 LR = {"name": "two_layer_lr", "d": 2, "width": 4, "n_data": 5}
+SHIFTED = {"name": "function", "loss": "math_losses:shifted"}  # 0.5 (x - c)^2, c = 0 by default
 ROWS = {"W0": np.zeros((3, 4, 2)), "W1": np.zeros(4)}  # K = 3 rows of W0, W1 shared
 
 SPEC_CASES = [
@@ -187,7 +188,7 @@ SPEC_CASES = [
              ("problem.data", "quartic")),
     # ---- user functions
     SpecCase("function-missing-module", edit(problem={"name": "function", "loss": "no_such_module_xyz:f"}, axes={}),
-             ("problem.loss", "no_such_module_xyz")),
+             ("problem.loss", "no_such_module_xyz", "no no_such_module_xyz.py in", "PYTHONPATH")),
     SpecCase("function-missing-function", edit(problem={"name": "function", "loss": "math:no_such_fn"}, axes={}),
              ("problem.loss", "no_such_fn")),
     SpecCase("function-not-module-colon-function", edit(problem={"name": "function", "loss": "math.sqrt"}, axes={}),
@@ -196,6 +197,24 @@ SPEC_CASES = [
              ("problem.loss", "'os:getcwd'", "positional")),
     SpecCase("function-misspelt", edit(problem={"name": "function", "loss": "math_losses:rosenbrok"}, axes={}),
              ("problem.loss", "rosenbrok", "did you mean 'rosenbrock'")),
+    SpecCase("function-unknown-constant", edit(problem={**SHIFTED, "constants": {"d": 1.0}}, axes={}),
+             ("problem.constants.d", "not an argument", "x, c")),
+    SpecCase("function-misspelt-constant", edit(problem={**SHIFTED, "constants": {"cc": 1.0}}, axes={}),
+             ("problem.constants.cc", "did you mean 'c'")),
+    SpecCase("function-constant-not-a-number", edit(problem={**SHIFTED, "constants": {"c": "big"}}, axes={}),
+             ("problem.constants.c = 'big'", "finite number")),
+    SpecCase("function-constants-not-a-table", edit(problem={**SHIFTED, "constants": 3}, axes={}),
+             ("problem.constants = 3", "table of name = number")),
+    SpecCase("function-constants-elsewhere", edit(problem__constants={"c": 1.0}), ("problem.constants",
+                                                                                   "unknown key")),
+    SpecCase("function-start-given-twice", edit(problem=SHIFTED, init={"x": 1.0, "x0": 2.0}, axes={}),
+             ("init.x and init.x0", "start value of 'x'", "give it once")),
+    SpecCase("function-start-of-a-constant", edit(problem={**SHIFTED, "constants": {"c": 1.0}}, init={"c": 1.0},
+                                                  axes={}), ("init.c", "constant", "no start value")),
+    SpecCase("function-ambiguous-axis", edit(problem={"name": "function", "loss": "math_losses:with_eps",
+                                                      "constants": {"eps": 0.1}}, axes={"eps": [0.1, 0.2]}),
+             ("axes.eps", "ambiguous", "train.eps or constants.eps")),
+    SpecCase("axis-of-the-wrong-section", edit(axes={"init.lr": [0.1, 0.2]}), ("axes.init.lr", "not an option")),
     # ---- memory: the data a trajectory trains on cannot fit
     SpecCase("data-too-large-for-memory", edit(problem__data={"n": 10 ** 12}), ("problem.data.n", "1000000000000",
                                                                                   "memory")),

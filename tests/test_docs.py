@@ -35,3 +35,11 @@ def test_every_verb_has_help_with_an_example(capsys):
         except SystemExit as e:
             assert e.code == 0
         assert "example:" in capsys.readouterr().out
+
+
+def test_readme_outcome_rules_are_generated_from_the_code():
+    from sweep.docs import OUTCOMES_BEGIN, OUTCOMES_END, outcome_rules
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(OUTCOMES_BEGIN): text.index(OUTCOMES_END) + len(OUTCOMES_END)]
+    assert section == outcome_rules(), "regenerate it: python -m sweep.docs --write"

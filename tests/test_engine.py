@@ -196,3 +196,15 @@ def test_programs_with_batched_linalg_run_on_one_device():
     assert (sgd.sharding is None) == (len(engine.local_devices()) == 1)
     closed = jax.make_jaxpr(lambda a, b: jnp.linalg.solve(a, b))(jnp.eye(3), jnp.ones(3))
     assert "lu" in engine.primitives(closed) and not engine.primitives(closed) <= {"jit"}
+
+
+def test_compile_time_is_reported_apart_from_the_run():
+    import sweep
+
+    spec = {"problem": {"name": "quartic"}, "train": {"steps": 100, "lr": 0.01},
+            "axes": {"x0": {"linspace": [-1.0, 1.0, 17]}}, "run": {"check_every": 7}}  # a new program
+    first = sweep.run(spec, progress=False).attrs
+    again = sweep.run({**spec, "axes": {"x0": {"linspace": [-1.5, 1.0, 17]}}}, progress=False).attrs
+    assert 0 < first["compile_time_s"] <= first["compute_time_s"]
+    assert again["compile_time_s"] < 0.5 * first["compile_time_s"]  # same program, new values: no compile
+    assert first["run_trajectory_steps_per_s"] >= first["compute_trajectory_steps_per_s"]
