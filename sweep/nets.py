@@ -10,6 +10,10 @@
   fixed random data, one learning rate per layer (``lr0``, ``lr1``) and the classic criterion
   "trainable iff mean of the last k losses / initial loss < 1".
 
+Papers' conventions are options, not folded into lr: ``loss_scale`` (every network problem),
+``gain_placement`` and ``tail_window`` (two_layer_lr), a per-row ``lr`` array in two_layer_1d's data file.
+File arrays are read in float64 and rounded once to the run's dtype (exact in float64 runs).
+
 Written for ONE trajectory like every problem: parameters are a dict of arrays (weight matrices,
 bias vectors); only scalar parameters are listed in ``Problem.params`` (stored as ``final_<name>``),
 arrays are summarised by metrics. Random initial weights come from the trajectory key given to
@@ -1005,7 +1009,8 @@ TWO_LAYER_1D = ProblemDef(
         "bias_std": Opt(0.0, "float", "standard deviation of the initial hidden biases", lo=0.0, traced=True),
         **_layer_init_options(),
     },
-    "two-layer 1-D network f(x) = c + s sum_i w_i act(a_i x + b_i) (seed 003), loss 1/2 sum_j p_j (f(x_j) - y_j)^2 "
+    "two-layer 1-D network f(x) = c + s sum_i w_i act(a_i x + b_i) (seed 003), loss loss_scale * 1/2 sum_j p_j "
+    "(f(x_j) - y_j)^2 "
     "on weighted points (fixed, from a file per init_row, or drawn per trajectory: p_draw); compares with the best "
     "fit linear on each side of 0 (linear_fit_loss, beat_linear) and records whether a kink ever reached the data",
     validate=_validate_1d,
@@ -1225,7 +1230,7 @@ TWO_LAYER_LR = ProblemDef(
         "init_scale": Opt(1.0, "float", "scale s of the initial weights (see param)", lo=0.0, traced=True),
         **_layer_init_options(),
     },
-    "no-bias two-layer network f(x) = W1 act(W0 x), loss 1/2 mean (f - y)^2 on fixed random data, learning rate "
+    "no-bias two-layer network f(x) = W1 act(W0 x), loss loss_scale * 1/2 mean (f - y)^2 on fixed random or file data, learning rate "
     "train.lr * lr0 for W0 and train.lr * lr1 for W1 (the fractal trainability boundary); adds trainable and "
     "tail_loss_ratio",
     validate=_validate_lr,
