@@ -1,7 +1,7 @@
 """``ds.sweep.*``: the analysis and plot functions as methods of result Datasets.
 
 Importing this module registers the accessor. Every method only forwards to the function of
-the same name in ``sweep.analysis`` or ``sweep.plot`` with the Dataset as first argument;
+the same name in ``sweep.analysis``, ``sweep.dynamics`` or ``sweep.plot`` with the Dataset as first argument;
 see those for arguments and return values.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import inspect
 
 import xarray as xr
 
-from . import analysis, plot
+from . import analysis, dynamics, plot
 
 
 def _forward(func):
@@ -44,6 +44,10 @@ class SweepAccessor:
     boundary = _forward(analysis.boundary)
     fractal_dimension = _forward(analysis.fractal_dimension)
     uncertainty_exponent = _forward(analysis.uncertainty_exponent)
+    basin_entropy = _forward(dynamics.basin_entropy)
+    fractal_test = _forward(dynamics.fractal_test)
+    wada = _forward(dynamics.wada)
+    tipping = _forward(dynamics.tipping)
     basin_map = _forward(plot.basin_map)
     convergence_map = _forward(plot.convergence_map)
     fractions_plot = _forward(plot.fractions_plot)
