@@ -52,5 +52,6 @@ class SweepAccessor:
     convergence_map = _forward(plot.convergence_map)
     fractions_plot = _forward(plot.fractions_plot)
     boundary_plot = _forward(plot.boundary_plot)
+    tipping_plot = _forward(plot.tipping_plot)
     trajectories = _forward(plot.trajectories)
     loss_curves = _forward(plot.loss_curves)

@@ -260,3 +260,20 @@ def test_tipping_relu_grad_at_zero_flips_only_the_kink():
     assert off == 1 and int(cnt.sum()) == 21
     assert float(t.probability.sel({"from": "dead", "to": "converged"})) == 1.0
     assert np.all(b.outcome.sel(w0=slice(0.05, None)) == C)  # w0 > 0: converged either way
+
+
+def test_tipping_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from sweep import plot
+
+    a = plane(np.where(np.arange(10)[:, None] < 4, C, S) * np.ones((1, 6), int))
+    codes = a.outcome.values.copy()
+    codes[0, :2] = D  # 2 of the 24 converged cells tip to dead
+    b = plane(codes)
+    mesh = a.sweep.tipping_plot(b)
+    # rows: converged, stuck (present in a); columns: converged, stuck, dead (present in b)
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(2, 3),
+                               [[22 / 24, 0.0, 2 / 24], [0.0, 1.0, 0.0]])
+    assert [t.get_text() for t in mesh.axes.get_xticklabels()] == ["converged", "stuck", "dead"]
+    assert "2 of 60 cells change" in mesh.axes.get_title()
+    assert plot.save(mesh, tmp_path / "tip.png").stat().st_size > 0
