@@ -22,10 +22,7 @@ def _labels(ds, var: str, x: Hashable, y: Hashable, what: str) -> np.ndarray:
     """The (x, y) plane of ``ds[var]`` as (nx, ny) int labels 0..K-1 (one per distinct value; NaN
     is one value)."""
     a = np.asarray(_plane(ds, var, x, y, what).transpose(x, y).values)
-    if a.dtype.kind in "fc":
-        nan = np.isnan(a)
-        a = np.where(nan, np.inf, a)  # NaN as its own value
-    _, inv = np.unique(a.ravel(), return_inverse=True)
+    _, inv = np.unique(a.ravel(), return_inverse=True, equal_nan=True)  # all NaNs: one value
     return inv.reshape(a.shape)
 
 
@@ -158,9 +155,8 @@ def wada(ds: xr.Dataset | xr.DataArray, x: Hashable, y: Hashable, r: int = 1,
         raise ValueError(f"wada: needs three or more outcomes in the ({x}, {y}) plane, found {k}; "
                          "the Wada property is about three or more basins sharing one boundary")
     bnd = np.asarray(boundary(xr.DataArray(lab, dims=("x", "y"), name=var), "x", "y").values)
-    near = np.stack([_dilate(lab == j, int(r)) for j in range(k)])  # (K, nx, ny)
-    own = np.arange(k)[:, None, None] == lab[None]
-    touches_all = np.all(near | own, axis=0)
+    # a cell is always within r of its own outcome, so "every other" = every outcome here
+    touches_all = np.all([_dilate(lab == j, int(r)) for j in range(k)], axis=0)
     return float(np.sum(bnd & ~touches_all) / np.sum(bnd))
 
 

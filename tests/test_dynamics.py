@@ -277,3 +277,22 @@ def test_tipping_plot(tmp_path):
     assert [t.get_text() for t in mesh.axes.get_xticklabels()] == ["converged", "stuck", "dead"]
     assert "2 of 60 cells change" in mesh.axes.get_title()
     assert plot.save(mesh, tmp_path / "tip.png").stat().st_size > 0
+
+
+def test_float_values_nan_is_one_outcome_and_dask():
+    # a float variable: NaN cells are one outcome of their own, distinct from inf
+    v = np.zeros((8, 8))
+    v[:, 2:4] = np.nan
+    v[:, 4:6] = np.inf
+    v[:, 6:] = 1.0
+    ds = xr.Dataset({"final_loss": (("w0", "b0"), v)})
+    assert dynamics.wada(ds, "w0", "b0", 1, var="final_loss") == 1.0  # 4 stripes of width 2
+    assert dynamics.wada(ds, "w0", "b0", 5, var="final_loss") == 0.0
+    r = dynamics.basin_entropy(ds, "w0", "b0", 2, var="final_loss")
+    assert r["n_boundary_boxes"] == 0 and r["Sb"] == 0.0  # every stripe edge on a box edge
+    pytest.importorskip("dask")
+    c = circle(64, 20)
+    np.testing.assert_equal(dynamics.basin_entropy(c.chunk(16), "w0", "b0", 3),
+                            dynamics.basin_entropy(c, "w0", "b0", 3))
+    assert dynamics.wada(stripes(4).chunk(8), "w0", "b0", 2) == 1.0
+    xr.testing.assert_identical(sweep.tipping(c.chunk(16), c), sweep.tipping(c, c))
