@@ -229,6 +229,7 @@ def test_tipping_against_itself_is_identity():
         assert np.all(row.lower.drop_sel(to=f) == 0.0)
     assert int(t["count"].sum()) == codes.size
     xr.testing.assert_identical(ds.sweep.tipping(ds), t)
+    xr.testing.assert_identical(sweep.tipping(ds, ds.transpose("b0", "w0")), t)
 
 
 def test_tipping_refuses_different_grids():
@@ -286,6 +287,7 @@ def test_float_values_nan_is_one_outcome_and_dask():
     v[:, 4:6] = np.inf
     v[:, 6:] = 1.0
     ds = xr.Dataset({"final_loss": (("w0", "b0"), v)})
+    assert dynamics._labels(ds, "final_loss", "w0", "b0", "t")[0].tolist() == [0, 0, 3, 3, 2, 2, 1, 1]
     assert dynamics.wada(ds, "w0", "b0", 1, var="final_loss") == 1.0  # 4 stripes of width 2
     assert dynamics.wada(ds, "w0", "b0", 5, var="final_loss") == 0.0
     r = dynamics.basin_entropy(ds, "w0", "b0", 2, var="final_loss")
