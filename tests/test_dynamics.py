@@ -137,6 +137,14 @@ def test_smooth_boundaries():
         assert verdict == "smooth", info
         # two outcomes: every box entropy <= log 2 (equality only for a 50:50 box)
         assert np.all(info["Sbb"] <= LOG2 + 1e-12)
+    # three outcomes meeting at one point (three 120-degree wedges) and a wavy boundary: smooth
+    # curves, so the boundary boxes scale like 1/eps; only the box at the junction sees all three
+    i = np.arange(256) - 127.5
+    wedge = ((np.arctan2(i[:, None], i[None, :]) + np.pi) / (2 * np.pi) * 3).astype(int) % 3
+    j = np.arange(256)
+    for ds in (plane(np.array([C, S, D])[wedge]),
+               plane(np.where(j[None, :] < 128 + 30 * np.sin(j[:, None] / 15.0), C, S))):
+        assert dynamics.fractal_test(ds, "w0", "b0") == "smooth"
     # the straight boundary at an odd column crosses one box column at every power-of-two size:
     # N(eps) = 256 / eps exactly, slope 1
     _, info = dynamics.fractal_test(vertical(256, 101), "w0", "b0", details=True)
