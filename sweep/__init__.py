@@ -18,13 +18,14 @@ _EXPORTS = {
     "run": "api", "merge": "merge", "refine": "refine",
     "outcomes": "analysis", "summary": "analysis", "fractions": "analysis", "boundary": "analysis",
     "fractal_dimension": "analysis", "uncertainty_exponent": "analysis",
+    "basin_entropy": "dynamics", "fractal_test": "dynamics", "wada": "dynamics", "tipping": "dynamics",
     "Spec": "config", "SpecError": "config", "parse_spec": "config",
     "load": "io", "save": "io",
     "Outcome": "outcomes", "Thresholds": "outcomes",
 }
 
 __all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "boundary", "fractal_dimension",
-           "uncertainty_exponent", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds",
+           "uncertainty_exponent", "basin_entropy", "fractal_test", "wada", "tipping", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds",
            "__version__"]
 
 
