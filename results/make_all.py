@@ -92,13 +92,17 @@ def crossing_text(ds) -> str:
     crossed = np.nanmax(ds.rec_w.values, axis=1) > 0
     rec = {c: (neg & (ds.rec_outcome.values == c)) for c in (Outcome.CONVERGED, Outcome.STUCK, Outcome.DEAD)}
     sign = "all with b0 > 0" if np.all(B[conv] > 0) else f"{np.mean(B[conv] > 0):.0%} with b0 > 0"
+    fw = ds.final_w.values
+    rest = (W < 0) & np.isin(o, [Outcome.STUCK, Outcome.DEAD])
     return (f"Paths from w0 < 0 cross w = 0 exactly when they converge: {np.mean(o[W < 0] == Outcome.CONVERGED):.1%} "
             f"of the w0 < 0 starts converge, {sign} (median b0/|w0| = {np.median(B[conv] / -W[conv]):.2f}: "
             "the unit then starts active on x < b0/|w0|, positive inputs included, where the target pulls w up); "
             f"{int(crossed[rec[Outcome.CONVERGED]].sum())} of the {int(rec[Outcome.CONVERGED].sum())} recorded "
             f"converged paths from w0 < 0 cross it, {int(crossed[rec[Outcome.STUCK]].sum())} of the "
             f"{int(rec[Outcome.STUCK].sum())} stuck and {int(crossed[rec[Outcome.DEAD]].sum())} of the "
-            f"{int(rec[Outcome.DEAD].sum())} dead ones do (right panel).")
+            f"{int(rec[Outcome.DEAD].sum())} dead ones do (right panel); on the whole grid every converged run from "
+            f"w0 < 0 ends at w in [{fw[conv].min():.3f}, {fw[conv].max():.3f}] and every stuck or dead one at w < 0 "
+            f"({int((fw[rest] < 0).sum()):,} of {int(rest.sum()):,}).")
 
 
 MOMENTA = [0.5, 0.7, 0.78, 0.8, 0.82, 0.85, 0.9, 0.95]
