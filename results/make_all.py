@@ -5,6 +5,7 @@ Writes results/<entry>*.png, small .nc files (< 5 MB), results/<entry>.md and re
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,66 @@ def neuron_loss_surface(n=20000, seed=0):
     return loss
 
 
+def crossing_text(ds) -> str:
+    """Which recorded paths from w0 < 0 cross w = 0, and where the converging w0 < 0 starts lie."""
+    W, B = np.meshgrid(ds.w0.values, ds.b0.values, indexing="ij")
+    o = ds.outcome.values
+    conv = (W < 0) & (o == Outcome.CONVERGED)
+    neg = ds.traj_w0.values < 0
+    crossed = np.nanmax(ds.rec_w.values, axis=1) > 0
+    rec = {c: (neg & (ds.rec_outcome.values == c)) for c in (Outcome.CONVERGED, Outcome.STUCK, Outcome.DEAD)}
+    sign = "all with b0 > 0" if np.all(B[conv] > 0) else f"{np.mean(B[conv] > 0):.0%} with b0 > 0"
+    fw = ds.final_w.values
+    rest = (W < 0) & np.isin(o, [Outcome.STUCK, Outcome.DEAD])
+    return (f"Paths from w0 < 0 cross w = 0 exactly when they converge: {np.mean(o[W < 0] == Outcome.CONVERGED):.1%} "
+            f"of the w0 < 0 starts converge, {sign} (median b0/|w0| = {np.median(B[conv] / -W[conv]):.2f}: "
+            "the unit then starts active on x < b0/|w0|, positive inputs included, where the target pulls w up); "
+            f"{int(crossed[rec[Outcome.CONVERGED]].sum())} of the {int(rec[Outcome.CONVERGED].sum())} recorded "
+            f"converged paths from w0 < 0 cross it, {int(crossed[rec[Outcome.STUCK]].sum())} of the "
+            f"{int(rec[Outcome.STUCK].sum())} stuck and {int(crossed[rec[Outcome.DEAD]].sum())} of the "
+            f"{int(rec[Outcome.DEAD].sum())} dead ones do (right panel); on the whole grid every converged run from "
+            f"w0 < 0 ends at w in [{fw[conv].min():.3f}, {fw[conv].max():.3f}] and every stuck or dead one at w < 0 "
+            f"({int((fw[rest] < 0).sum()):,} of {int(rest.sum()):,}).")
+
+
+MOMENTA = [0.5, 0.7, 0.78, 0.8, 0.82, 0.85, 0.9, 0.95]
+
+
+def momentum_scan_spec() -> dict:
+    """The w0 = -10 run of the question with momentum swept (relu, lr 0.01)."""
+    from sweep.config import tomllib
+
+    d = tomllib.loads((EXP / "seed000_w0_minus10.toml").read_text())
+    d["train"]["optimizer"] = "momentum"
+    d["axes"] = {"momentum": MOMENTA}
+    d.pop("record", None)
+    return d
+
+
+def momentum_text(dz, dm) -> str:
+    """Why momentum (0.9) converges from w0 = -10 although the seed answer says it does not help."""
+    lr = float(sweep.parse_spec(EXP / "seed000_w0_minus10.toml").train["lr"])
+    m = 0.9  # the momentum default
+    w, v, t = -10.0, 0.0, 0  # heavy ball on L = (w^2 + 1)/2 (w < 0, x ~ N(0, 1)): v = m v + w; w -= lr v
+    while w < 0 and t < 10 ** 6:
+        v, t = m * v + w, t + 1
+        w -= lr * v
+    j = [k for k in range(dz.sizes["traj"]) if str(dz.traj_optimizer.values[k]) == "momentum"
+         and str(dz.traj_activation.values[k]) == "relu"][0]
+    seen = int(dz.step.values[np.flatnonzero(dz.rec_w.values[j] > 0)[0]])
+    scan = ", ".join(f"{float(k):g}: {Outcome(int(dm.outcome.sel(momentum=k))).name.lower()}" for k in dm.momentum.values)
+    return (f"- Momentum + relu converges from w0 = -10, against the seed answer's report that momentum does not help "
+            f"there. On the w < 0 side the loss is exactly (w^2 + 1)/2 in expectation (x ~ N(0, 1)), so heavy-ball "
+            f"momentum m at step lr is a linear oscillator in w (curvature 1): w(t+1) = (1 + m - lr) w(t) - m w(t-1), underdamped "
+            f"iff lr > (1 - sqrt(m))^2. With the default m = 0.9 and lr = {lr:g} ({lr:g} > "
+            f"{(1 - m ** 0.5) ** 2:.4f}) w overshoots 0 whatever w0 < 0 is: the recursion crosses at step {t}, the "
+            f"recorded run at step {seen}; on the w > 0 side the loss pulls w to 1. At lr = {lr:g} that needs "
+            f"m > (1 - sqrt(lr))^2 = {(1 - lr ** 0.5) ** 2:.2f}; swept from w0 = -10 (relu, 2000 steps): {scan}. "
+            "The answer does not say which momentum it tried at w0 = -10 (its w0 = -1 code uses 0.9, and Keras's "
+            "SGD momentum is this same recursion): any m <= 0.81 gives its result, 0.9 does not (the 'dead' runs are "
+            "the stuck branch reaching float32 underflow, as in the lr map below).")
+
+
 @entry("seed000", "Why can't a single ReLU learn a ReLU? (seed 000)")
 def seed000():
     import matplotlib.pyplot as plt
@@ -114,10 +175,11 @@ def seed000():
               f"b = {np.nanmedian(st.final_b):.2f}: the unit slides towards the dead wedge (active on "
               f"{np.nanmedian(st.active_fraction):.2%} of inputs at the end) and its loss settles at the loss of a "
               f"silent unit, mean relu(x)^2 = {np.nanmedian(st.final_loss):.3f} on the last batch (1/2 in expectation). "
-              "No path crosses w = 0 (right panel).")
+              + crossing_text(ds))
 
     # w(t) and loss(t) from w0 = -10
     dz, times["w0"] = run(EXP / "seed000_w0_minus10.toml", "seed000_w0_minus10")
+    dm, times["momentum"] = run(momentum_scan_spec())
     fig, axes = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for j in range(dz.sizes["traj"]):
         lab = f"{dz.traj_optimizer.values[j]}, {dz.traj_activation.values[j]}"
@@ -139,6 +201,7 @@ def seed000():
                   f"{Outcome(int(full.outcome)).name.lower()}, final w = {float(full.final_w):.4g}, "
                   f"loss {float(full.final_loss):.3g}" +
                   (f", converged at step {int(full.converge_step)}" if int(full.converge_step) >= 0 else ""))
+    md.append(momentum_text(dz, dm))
     # can a large step jump over?
     dj, times["jump"] = run(EXP / "seed000_lr_jump.toml", "seed000_lr_jump")
     art = plot.basin_map(dj, "w0", "lr", title="bias-free ReLU neuron, full-batch GD: outcome by (w0, lr)")
@@ -217,13 +280,17 @@ def seed001_mlp():
     cases = [f"{d} {s:g}" for d, s in zip(ds.init_dist.values, ds.init_scale.values)]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     md = []
+    markers = ["o", "s", "^", "D", "v", "P"]
     for i, label in enumerate(cases):
         sub = ds.isel(init_case=i)
         conv = (sub.outcome == Outcome.CONVERGED).astype(int)
         f, lo, hi = binary_ci(conv, "seed")
-        axes[0].errorbar(sub.lr, f, yerr=[f - lo, hi - f], marker="o", capsize=3, label=label)
+        # the series coincide where none converges: each is shifted sideways (x 10^(+-0.06)) so all stay visible
+        shift = 10 ** (0.04 * (i - (len(cases) - 1) / 2))
+        axes[0].errorbar(sub.lr * shift, f, yerr=[f - lo, hi - f], marker=markers[i % 6], capsize=3, label=label,
+                         alpha=0.85)
         acc = sub.accuracy.mean("seed")
-        axes[1].plot(sub.lr, acc, marker="o", label=label)
+        axes[1].plot(sub.lr, acc, marker=markers[i % 6], label=label)
         best = int(np.argmax(f.values))
         md.append(f"- {label}: converged (loss <= 0.01) in {float(f[best]):.0%} "
                   f"[{float(lo[best]):.0%}, {float(hi[best]):.0%}] of 8 seeds at its best lr = {float(sub.lr[best]):g}; "
@@ -235,6 +302,7 @@ def seed001_mlp():
         ax.set_ylabel(lab)
         ax.grid(alpha=0.3)
     axes[0].legend(title="initial weights")
+    axes[0].set_xlabel("learning rate (each series shifted slightly sideways)")
     fig.suptitle("MLP 16-32-32-4 (ReLU, softmax + MSE), full-batch GD 2000 steps, 8 seeds per point")
     fig.tight_layout()
     f = save(fig, "seed001_mlp")
@@ -250,6 +318,30 @@ def seed001_mlp():
         f"16-32-32-4 net on blobs no init reaches loss 0.01 within 2000 steps at lr < 0.05 (best {slow:.0%}), and "
         "smaller learning rates only train slower. The answer's mechanism (a larger init needs a smaller lr) is exact "
         "in the x^4 toy below: the basin is lr x0^2 < 1/2."])
+
+
+def damping_text(ds) -> str:
+    """Where damping 1e-3 loses Newton's convergence, and why."""
+    W, B = np.meshgrid(ds.w0.values, ds.b0.values, indexing="ij")
+    nt = ds.sel(damping=0.0).isel(method=1)
+    und, dmp = nt.outcome.values, ds.sel(damping=1e-3).isel(method=1).outcome.values
+    lost = (und == Outcome.CONVERGED) & (dmp != Outcome.CONVERGED)
+    q = (W < 0) & (B < 0)
+    nan0 = q & (und == Outcome.NAN) & (nt.stop_step.values == 0)
+    share = lambda codes, c: f"{np.mean(codes[q] == c):.0%}"  # noqa: E731
+    return (f"- Why damping 1e-3 costs Newton {lost.mean():.0%} of the grid in convergence: {np.mean(q[lost]):.0%} of "
+            "those starts have w0 < 0 and b0 < 0, where every active input is negative and the target relu(x) is 0 "
+            "on all of them. The least-squares fit to those points is w = b = 0, and the undamped Newton step lands "
+            "on it exactly, up to rounding (e.g. (w, b) = (1.4e-6, 1.4e-6) after one step from (-2, -0.5)); the "
+            "rounding residue then decides: positive, the unit is active on most inputs and Newton converges "
+            f"({share(und, Outcome.CONVERGED)} of this quadrant; the {share(und, Outcome.NAN)} nan are mostly starts "
+            f"with no active input at all, 0/0 at step 0: {int(nan0.sum())} of {int((q & (und == Outcome.NAN)).sum())}). "
+            "A damped step stops short of the fit: it leaves damping (H + damping I)^-1 (w0, b0), a short vector in "
+            "the start's own direction (the matrix is positive definite), so every step shrinks (w, b) towards 0 "
+            f"from the upside-down side, like GD: {share(dmp, Outcome.STUCK)} stuck, {share(dmp, Outcome.DEAD)} dead. "
+            "The undamped convergence from this quadrant goes through the kink w = b = 0 and rests on the sign of a "
+            "rounding error; it is not a property of the method. Elsewhere damping changes little (converged "
+            f"{np.mean(und[~q] == Outcome.CONVERGED):.1%} vs {np.mean(dmp[~q] == Outcome.CONVERGED):.1%}).")
 
 
 @entry("seed002", "Does Newton's method break on ReLU? (seed 002)")
@@ -275,6 +367,7 @@ def seed002():
               "dead — every pre-activation <= 0, so gradient AND Hessian vanish (ReLU'' = 0 and relu'(z<=0) = 0) "
               "and the Newton step is 0/0. Elsewhere the Hessian is the data's second moment over the active "
               "inputs, not zero: the answer's point that the network loss, unlike the activation, has curvature.")
+    md.append(damping_text(ds))
     # relu'(0) convention on the kink
     k, _ = run({"problem": {"name": "neuron", "bias": False, "data": {"dist": "normal", "n": 1000}},
                 "train": {"steps": 50, "lr": 1.0}, "init": {"w0": 0.0},
@@ -337,9 +430,11 @@ def seed003_mc():
     ax.set_title(f"{n} runs per point")
     ax.grid(alpha=0.3)
     ax.legend()
+    finite = ds.lambda0.values[np.isfinite(ds.lambda0.values) & (ds.lambda0.values > 0)]
+    bins = np.geomspace(finite.min(), finite.max(), 61)  # equal widths on the log axis
     for w in ds.width.values:
         lam = ds.lambda0.sel(width=w).values.ravel()
-        ax2.hist(lam[np.isfinite(lam)], bins=60, histtype="step", label=f"width {int(w)}")
+        ax2.hist(lam[np.isfinite(lam) & (lam > 0)], bins=bins, histtype="step", label=f"width {int(w)}")
     ax2.set_xscale("log")
     ax2.set_xlabel("lambda0 (top Hessian eigenvalue at init)")
     ax2.set_ylabel("runs")
@@ -614,8 +709,11 @@ def main(names):
         title, fn = ENTRIES[name]
         t = time.perf_counter()
         text = fn()
+        load = ""
+        if hasattr(os, "getloadavg"):  # wall times depend on what else the machine runs
+            load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         (RES / f"{name}.md").write_text(f"## {title}\n\n{text}\n\n(generated by results/make_all.py in "
-                                        f"{time.perf_counter() - t:.0f} s)\n")
+                                        f"{time.perf_counter() - t:.0f} s{load})\n")
         print(f"{name}: done in {time.perf_counter() - t:.0f} s", flush=True)
     index = ["# Gallery", "", "Each seed question answered by a spec in `experiments/`, a figure and findings. "
              "Regenerate with `python results/make_all.py`.", ""]
