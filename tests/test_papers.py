@@ -91,10 +91,13 @@ def test_sohl_dickstein_map_is_the_references():
 def test_holzmueller_crossings_are_the_references():
     """The first 128 of the paper's width-16 networks, 2000 steps. Each network's step 1/lambda_max in the file
     (the paper's block formula) is the inverse top eigenvalue of the reference's Gauss-Newton Gram matrix to 1e-12.
-    GD at that step contracts (no chaos): the two programs stay within rounding of each other (steps x a few
-    operations x 1.1e-16: about 1e-12 after 2000 steps), so no verdict is near enough to its threshold (max |b/a|
-    within 1e-12 of 1, or a crossing at another step) to flip: the crossed map and every first crossing step are
-    identical, and the final losses agree to 1e-10."""
+    While every kink stays off the data GD at that step is a contraction towards the fit: the two programs stay
+    within accumulated rounding of each other (at most steps x a few operations x 1.1e-16 ~ 1e-12 after 2000
+    steps), so no verdict is near enough to its threshold (max |b/a| within 1e-12 of 1) to flip: the crossed map and
+    every first crossing step are identical, and the final losses of the networks that never crossed agree to
+    1e-12. After a crossing, units switch on and off at data points and each switch amplifies the rounding
+    difference (measured 1e-7 at worst over 1,024 networks x 10,000 steps): those losses are only required to be
+    the same minimum to 1e-6."""
     K, steps = 128, 2000
     ds = sweep.run(EXP / "holzmuller_inconsistency.toml", progress=False,
                    set=[f"train.steps={steps}", f"axes.init_row={{range={K}}}"])
@@ -107,4 +110,6 @@ def test_holzmueller_crossings_are_the_references():
     assert 0.1 < r["crossed"].mean() < 0.9
     np.testing.assert_array_equal(ds.kink_reached_data.values == 1, r["crossed"])
     np.testing.assert_array_equal(ds.kink_reached_data_step.values, r["cross_step"])
-    np.testing.assert_allclose(ds.final_loss.values, r["final_loss"], rtol=1e-10)
+    c = r["crossed"]
+    np.testing.assert_allclose(ds.final_loss.values[~c], r["final_loss"][~c], rtol=1e-12)
+    np.testing.assert_allclose(ds.final_loss.values[c], r["final_loss"][c], rtol=1e-6)
