@@ -73,9 +73,10 @@ def points_per_step(data: Mapping[str, Any]) -> int:
 def data_points(data: Mapping[str, Any]) -> int:
     """Data points one compile group holds on the device at once.
 
-    A fixed dataset is held whole (``n`` points, even when minibatches are drawn from it); the
-    neuron's ``population = true`` holds none (its loss is an expectation); fresh batches hold one batch (``batch``, or ``n`` when batch = 0) plus the reference sample on
-    which the final-window statistics are measured (max(4 * batch, 4096) points).
+    A fixed dataset is held whole (``n`` points, even when minibatches are drawn from it); fresh
+    batches hold one batch (``batch``, or ``n`` when batch = 0) plus the reference sample on
+    which the final-window statistics are measured (max(4 * batch, 4096) points); the neuron's
+    ``population = true`` holds none (its loss is an expectation over the distribution).
     """
     if data.get("population", False):
         return 0  # the expected loss over the distribution: no data held

@@ -28,6 +28,10 @@ def build(activation="relu", teacher="relu", bias=True, out_weight=False, pieces
     return PROBLEMS["neuron"].build(o)
 
 
+def loss_at(pr, **p):
+    return float(jax.jit(lambda q: pr.loss(q, None, {}))(f64(**p)))
+
+
 def f64(**p):
     return {k: jnp.asarray(v, jnp.float64) for k, v in p.items()}
 
@@ -150,7 +154,7 @@ CASES = [  # (student, teacher, options, parameters)
 @pytest.mark.parametrize("student,teacher,opts,params", CASES)
 def test_expected_loss_matches_simpson(student, teacher, opts, params, dist):
     pr = build(student, teacher, dist=dist, **opts)
-    got = float(pr.loss(f64(**params), None, {}))
+    got = float(jax.jit(lambda p: pr.loss(p, None, {}))(f64(**params)))
     want = reference(student, teacher, params, dist, opts.get("out_weight", False))
     assert got == pytest.approx(want, rel=1e-10)
 
@@ -162,11 +166,11 @@ def test_normal_mean_std_and_uniform_bounds_are_used():
     w, b = 0.8, -0.3
     want = simpson(lambda u: (np.tanh(w * (0.5 + 2 * u) + b) - np.maximum(0.5 + 2 * u, 0)) ** 2
                    * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi), np.array([-12.0, -0.25, (-b / w - 0.5) / 2, 12.0]))
-    assert float(pr.loss(f64(w=w, b=b), None, {})) == pytest.approx(want, rel=1e-10)
+    assert loss_at(pr, w=w, b=b) == pytest.approx(want, rel=1e-10)
     pr = build("relu", "relu", dist="uniform", lo=0.5, hi=3.0)  # kinks outside: relu(w x + b) - x, a polynomial
     w, b = 1.5, -1.0  # kink at x = 2/3, inside
     want = (((w - 1) * 3 + b) ** 3 - ((w - 1) * (2 / 3) + b) ** 3) / (3 * (w - 1)) + ((2 / 3) ** 3 - 0.5 ** 3) / 3
-    assert float(pr.loss(f64(w=w, b=b), None, {})) == pytest.approx(want / 2.5, rel=1e-12)
+    assert loss_at(pr, w=w, b=b) == pytest.approx(want / 2.5, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- derivatives
@@ -205,10 +209,10 @@ def test_gradient_is_right_when_the_kinks_meet():
     """b = 0: the student's kink -b/w sits on the teacher's kink at 0 (a zero-width piece)."""
     for dist in ("normal", "uniform"):
         pr = build(dist=dist)
-        f = lambda p: pr.loss(p, None, {})  # noqa: E731
+        f = jax.jit(lambda p: pr.loss(p, None, {}))
         for w in (-0.6, 0.8):
             p = f64(w=w, b=0.0)
-            g = jax.grad(f)(p)
+            g = jax.jit(jax.grad(f))(p)
             h = 1e-6
             for n in p:
                 fd = (f({**p, n: p[n] + h}) - f({**p, n: p[n] - h})) / (2 * h)
@@ -342,7 +346,7 @@ def test_levenberg_marquardt_uses_quadrature_residuals():
         pr = build(dist=dist)
         p = f64(w=0.7, b=0.3)
         r = pr.residuals(p, None, {})
-        assert float(0.5 * jnp.sum(r * r)) == pytest.approx(float(pr.loss(p, None, {})), rel=1e-10)
+        assert float(0.5 * jnp.sum(r * r)) == pytest.approx(loss_at(pr, w=0.7, b=0.3), rel=1e-10)
     spec = {"problem": {"name": "neuron", "activation": "relu", "data": {"dist": "uniform", "population": True}},
             "train": {"steps": 100, "optimizer": "levenberg_marquardt", "lr": 1.0},
             "axes": {"w0": [0.5, 1.5], "b0": [-0.2, 0.3]}}
