@@ -291,10 +291,31 @@ def test_uniform_dead_boundary_is_b_equal_minus_abs_w():
     assert (codes[:, :3] == int(Outcome.DEAD)).all()
     w1 = np.array(w0)
     assert (codes[w1 > 0, 3] == int(Outcome.CONVERGED)).all()
-    # w0 = -1 just inside: the active sliver x < -1 + d (d = b + |w|) is where the teacher is 0; GD shrinks it,
-    # d -> d (1 - lr d) (gradients d^2/2 in b and -d^2/2 in w), but never to 0: alive, not dead
+    # w0 = -1 just inside: the active sliver x < -1 + d/|w| (d = b + |w|) is where the teacher is 0; GD
+    # shrinks it but never to 0: alive, not dead (the exact map is checked below)
     assert codes[1, 3] != int(Outcome.DEAD)
     np.testing.assert_allclose(ds["active_fraction"].values.reshape(3, 4)[:, :3], 0.0)
+
+
+def test_uniform_sliver_dynamics_is_the_closed_form_map():
+    """relu(w x + b), w < 0, 0 < d = b - w small, on U[-1, 1]: the unit is active on the sliver
+    -1 <= x < b/|w| = -1 + d/|w| only, where the teacher relu(x) is 0; with t = b/|w| - x there,
+    z = |w| t, so L = 1/6 + d^3 / (6|w|), dL/db = d^2 / (2|w|), dL/dw = b d^2 / (2 w^2) - d^3 / (3 w^2)."""
+    w0, b0, lr, steps = -1.0, -0.999, 0.5, 3000
+    spec = {"problem": {"name": "neuron", "activation": "relu",
+                        "data": {"dist": "uniform", "lo": -1.0, "hi": 1.0, "population": True}},
+            "train": {"steps": steps, "lr": lr}, "init": {"w0": w0, "b0": b0}, "run": {"early_exit": False}}
+    ds = sweep.run(spec, progress=False, dtype="float64")
+    w, b = w0, b0
+    for _ in range(steps):
+        d = b - w
+        gb, gw = d * d / (2 * -w), b * d * d / (2 * w * w) - d ** 3 / (3 * w * w)
+        w, b = w - lr * gw, b - lr * gb
+    assert float(ds["final_w"]) == pytest.approx(w, rel=1e-12)
+    assert float(ds["final_b"]) == pytest.approx(b, rel=1e-12)
+    assert float(ds["final_loss"]) == pytest.approx(1 / 6 + (b - w) ** 3 / (6 * -w), rel=1e-12)
+    assert float(ds["active_fraction"]) == pytest.approx((b - w) / (-w) / 2, rel=1e-10)
+    assert int(ds["outcome"]) != int(Outcome.DEAD)
 
 
 # --------------------------------------------------------------------------- metrics, checks, spec level
