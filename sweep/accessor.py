@@ -1,7 +1,7 @@
 """``ds.sweep.*``: the analysis and plot functions as methods of result Datasets.
 
 Importing this module registers the accessor. Every method only forwards to the function of
-the same name in ``sweep.analysis`` or ``sweep.plot`` with the Dataset as first argument;
+the same name in ``sweep.analysis``, ``sweep.plot`` or ``sweep.report`` with the Dataset as first argument;
 see those for arguments and return values.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import inspect
 
 import xarray as xr
 
-from . import analysis, plot
+from . import analysis, plot, report as _report
 
 
 def _forward(func):
@@ -50,3 +50,4 @@ class SweepAccessor:
     boundary_plot = _forward(plot.boundary_plot)
     trajectories = _forward(plot.trajectories)
     loss_curves = _forward(plot.loss_curves)
+    report = _forward(_report.report)

@@ -132,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--out", required=True, help="merged netCDF output")
     m.add_argument("--overwrite", action="store_true")
 
+    from .report import add_cli as _add_report
+    _add_report(sub, fmt)  # sweep report
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
     return p
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             _parser().print_help()
             return 0
+        if hasattr(args, "func"):
+            return args.func(args)
         return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
