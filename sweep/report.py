@@ -158,7 +158,18 @@ def _fractions(ds: xr.Dataset) -> list:
     return rows
 
 
-def _trajectories(ds: xr.Dataset, x: str, y: str) -> dict | None:
+def _traj_facets(ds: xr.Dataset, ti: np.ndarray, facets: list[str]) -> list | None:
+    """Flat facet index of each shown trajectory (from its ``traj_<axis>`` coordinates), or None."""
+    if not all(f"traj_{d}" in ds.coords for d in facets):
+        return None
+    flat = np.zeros(ti.size, np.int64)
+    for d in facets:
+        pos = {v: i for i, v in enumerate(ds[d].values.tolist())}
+        flat = flat * ds.sizes[d] + np.array([pos.get(v, 0) for v in ds[f"traj_{d}"].values[ti].tolist()])
+    return flat.tolist()
+
+
+def _trajectories(ds: xr.Dataset, x: str, y: str, facets: list[str]) -> dict | None:
     """Recorded paths of two parameters (thinned) and loss contour bands from the recorded losses."""
     params = [str(v)[4:] for v in ds.data_vars if str(v).startswith("rec_")
               and str(v) not in ("rec_loss", "rec_outcome") and set(ds[v].dims) == {"traj", "step"}]
@@ -172,7 +183,7 @@ def _trajectories(ds: xr.Dataset, x: str, y: str) -> dict | None:
              else np.full(X.shape[0], len(Outcome) - 1))
     ti = np.unique(np.linspace(0, X.shape[0] - 1, min(MAX_PATHS, X.shape[0])).astype(int))
     si = np.unique(np.linspace(0, X.shape[1] - 1, min(MAX_POINTS, X.shape[1])).astype(int))
-    X, Y, codes = X[ti][:, si], Y[ti][:, si], codes[ti]
+    X, Y, codes, tf = X[ti][:, si], Y[ti][:, si], codes[ti], _traj_facets(ds, ti, facets)
     keep = np.isfinite(X) & np.isfinite(Y)
     ends = ~np.isin(codes, (Outcome.DIVERGED, Outcome.NAN))
     pts_x = np.concatenate([X[:, 0], np.where(keep, X, np.nan)[ends].ravel()])
@@ -183,7 +194,7 @@ def _trajectories(ds: xr.Dataset, x: str, y: str) -> dict | None:
     lo, hi = lo - pad, hi + pad
     out = {"px": px, "py": py, "lo": lo.tolist(), "hi": hi.tolist(), "n": int(X.shape[0]),
            "steps": int(X.shape[1]), "of": int(ds.sizes["traj"]),
-           "codes": _b64(codes.astype(np.uint8)),
+           "codes": _b64(codes.astype(np.uint8)), "facet": tf,
            "xs": _b64(np.where(keep, X, np.nan).astype("<f4")), "ys": _b64(np.where(keep, Y, np.nan).astype("<f4"))}
     if "rec_loss" in ds:
         out["bands"] = _contour_bands(ds, px, py, lo, hi)
@@ -192,8 +203,8 @@ def _trajectories(ds: xr.Dataset, x: str, y: str) -> dict | None:
 
 def _contour_bands(ds, px, py, lo, hi, n=CONTOUR_N, levels=12):
     """Loss over the trajectory view from the recorded (param, loss) samples: each raster cell takes
-    the loss of the nearest recorded point within 3 cells (else 255: no data), quantised into
-    ``levels`` bands of log10 loss at quantiles. Returns the (n, n) bands base64, rows bottom-up."""
+    the loss of the nearest recorded point within 8 cells (else 255: no data), quantised into
+    ``levels`` bands of log10 loss at quantiles over the view. Returns the (n, n) bands base64, rows bottom-up."""
     L = np.asarray(ds["rec_loss"].values, np.float64).ravel()
     X = np.asarray(ds[f"rec_{px}"].transpose("traj", "step").values, np.float64).ravel()
     Y = np.asarray(ds[f"rec_{py}"].transpose("traj", "step").values, np.float64).ravel()
@@ -213,9 +224,10 @@ def _contour_bands(ds, px, py, lo, hi, n=CONTOUR_N, levels=12):
         d2 = (u[None, :] - c[:, None]) ** 2 + (v[None, :] - c[row]) ** 2
         j = d2.argmin(1)
         best[row], val[row] = d2[np.arange(n), j], np.log10(L[j])
-    edges = np.unique(np.quantile(np.log10(L), np.linspace(0, 1, levels + 1)[1:-1]))
+    near = best <= 64.0  # within 8 raster cells of a recorded point
+    edges = np.unique(np.quantile(val[near], np.linspace(0, 1, levels + 1)[1:-1]))
     band = np.searchsorted(edges, val).astype(np.uint8)
-    band[best > 9.0] = 255
+    band[~near] = 255
     return {"n": n, "levels": int(edges.size + 1), "data": _b64(band),
             "edges": [float(e) for e in edges]}
 
@@ -285,7 +297,7 @@ def report(ds: xr.Dataset | str | os.PathLike, path: str | os.PathLike | None = 
         "outcomes": [{"code": int(o), "name": o.name.lower(), "color": COLORS[o], "meaning": MESSAGES[o]}
                      for o in Outcome],
         "dimension": _dimensions(ds, x, y, grid["facets"]),
-        "trajectories": _trajectories(ds, x, y) if "traj" in ds.dims else None,
+        "trajectories": _trajectories(ds, x, y, grid["facets"]) if "traj" in ds.dims else None,
         "prov": _provenance(ds, source),
         "steps": int(ds.attrs.get("steps", 0) or 0),
     }

@@ -41,7 +41,7 @@ function arr(f) { const u = bytes(f.data); return f.type === 'f4' ? new Float32A
 const codes = bytes(G.outcome), fields = G.fields.map(f => ({...f, v: arr(f)})), rep = G.rep ? arr(G.rep) : null;
 const NX = G.nx, NY = G.ny, FX = AX[G.x].values.length, FY = AX[G.y].values.length, CELLS = NX * NY;
 const RGB = D.outcomes.map(o => [1, 3, 5].map(i => parseInt(o.color.slice(i, i + 2), 16)));
-const S = Math.max(1, Math.floor(400 / Math.max(NX, NY)));
+const S = Math.max(1, Math.floor(512 / Math.max(NX, NY)));
 const sel = {}; G.facets.forEach(d => sel[d] = 0);
 let region = null;
 const $ = id => document.getElementById(id);
@@ -83,7 +83,7 @@ function drawMaps() {
   const fd = D.dimension[facetIndex()];
   $('dim').textContent = fd ? (fd.d === null ? 'no boundary in this facet' : `box-counting dimension of the outcome boundary in this facet: ${fd.d.toFixed(3)} ± ${fd.se === null ? 'n/a' : fd.se.toFixed(3)} (box sides ${fd.sizes.join(', ')} cells; boxes ${fd.counts.join(', ')}; a smooth curve gives 1, full resolution)`) : 'box-counting dimension: not computed (over 64 facets or under 8 cells a side)';
   $('facetname').textContent = G.facets.length ? G.facets.map(d => `${d}=${AX[d].values[sel[d]]}`).join(', ') : '';
-  showRegion();
+  showRegion(); drawTraj();
 }
 function cellOf(e) { const r = $('map').getBoundingClientRect(); const ix = Math.floor((e.clientX - r.left - 1) / S), iy = NY - 1 - Math.floor((e.clientY - r.top - 1) / S);
   return ix >= 0 && ix < NX && iy >= 0 && iy < NY ? [ix, iy] : null; }
@@ -116,13 +116,15 @@ function drawTraj() { const T = D.trajectories; if (!T) return; const cv = $('tr
     const at = (i, j) => b[Math.min(n - 1, Math.max(0, j)) * n + Math.min(n - 1, Math.max(0, i))];
     for (let r = 0; r < H; r++) for (let c = 0; c < W; c++) { const i = Math.floor(c / W * n), j = Math.floor((H - 1 - r) / H * n), v = at(i, j), q = (r * W + c) * 4;
       const i2 = Math.floor((c + 1) / W * n), j2 = Math.floor((H - r) / H * n), edge = v !== 255 && ((at(i2, j) !== v && at(i2, j) !== 255) || (at(i, j2) !== v && at(i, j2) !== 255));
-      const g = v === 255 ? 255 : edge ? 120 : Math.round(190 + 60 * v / Math.max(1, B.levels - 1));
+      const g = v === 255 ? 255 : edge ? 90 : Math.round(130 + 115 * v / Math.max(1, B.levels - 1));
       p[q] = p[q + 1] = p[q + 2] = g; p[q + 3] = 255; }
     ctx.putImageData(img, 0, 0); }
-  for (let t = 0; t < T.n; t++) { ctx.strokeStyle = D.outcomes[C[t]].color; ctx.lineWidth = 1.2; ctx.beginPath(); let on = false;
+  let shown = 0; const here = facetIndex();
+  for (let t = 0; t < T.n; t++) { if (T.facet && T.facet[t] !== here) continue; shown++; ctx.strokeStyle = D.outcomes[C[t]].color; ctx.lineWidth = 1.2; ctx.beginPath(); let on = false;
     for (let s = 0; s < T.steps; s++) { const x = X[t * T.steps + s], y = Y[t * T.steps + s]; if (!isFinite(x) || !isFinite(y)) continue; on ? ctx.lineTo(px(x), py(y)) : ctx.moveTo(px(x), py(y)); on = true; }
     ctx.stroke(); const x0 = X[t * T.steps], y0 = Y[t * T.steps];
     if (isFinite(x0)) { ctx.fillStyle = D.outcomes[C[t]].color; ctx.beginPath(); ctx.arc(px(x0), py(y0), 3, 0, 7); ctx.fill(); ctx.strokeStyle = '#000'; ctx.lineWidth = .5; ctx.stroke(); } }
+  $('trajn').textContent = T.facet ? `${shown} of them in this facet (${$('facetname').textContent || 'all'}) drawn` : 'all drawn';
 }
 function init() {
   const box = $('selectors');
@@ -137,7 +139,6 @@ function init() {
   m.addEventListener('mouseleave', () => $('tip').style.display = 'none');
   m.addEventListener('mousedown', e => { start = cellOf(e); if (start) { region = [...start, ...start]; showRegion(); } e.preventDefault(); });
   window.addEventListener('mouseup', () => { if (start) { start = null; writeHash(); } });
-  drawTraj();
   document.body.dataset.violations = violations;
   document.body.dataset.readyMs = performance.now().toFixed(0);
 }
@@ -146,8 +147,8 @@ init();
 
 
 def _axis_line(ax: dict) -> str:
-    v = ax["values"]
-    return f"{html.escape(ax['label'])} ({html.escape(ax['name'])}): {v[0]} .. {v[-1]}, {len(v)} values" + (
+    v = [f"{a:.6g}" if isinstance(a, float) else a for a in ax["values"]]
+    return f"{ax['label']} ({ax['name']}): {v[0]} .. {v[-1]}, {len(v)} values" + (
         f", {ax['spacing']} spacing" if ax["spacing"] else "")
 
 
@@ -166,10 +167,10 @@ def render(data: dict, fraction_rows, sizes) -> str:
     traj = ""
     if t:
         bands = ("grey bands: log10 of the recorded loss at the nearest recorded point (12 quantile levels, darker = "
-                 "lower; white: no recorded point near)" if t.get("bands") else "no recorded loss")
+                 "lower, outlined; white: no recorded point within 1/8 of the view)" if t.get("bands") else "no recorded loss")
         traj = (f"<h2>Recorded trajectories</h2><p class='ax'>{t['n']} of {t['of']} recorded runs, {t['steps']} points "
                 f"each, {esc(t['py'])} (up) vs {esc(t['px'])} (across, {t['lo'][0]:.3g} .. {t['hi'][0]:.3g}; up "
-                f"{t['lo'][1]:.3g} .. {t['hi'][1]:.3g}), coloured by outcome, starts dotted; {bands}.</p>"
+                f"{t['lo'][1]:.3g} .. {t['hi'][1]:.3g}), coloured by outcome, starts dotted; {bands}; <span id='trajn'></span>.</p>"
                 f"<canvas id='traj' width='520' height='420'></canvas>")
     has_conv = any(f["name"] == "converge_step" for f in g["fields"])
     prov = data["prov"]
