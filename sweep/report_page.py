@@ -1,7 +1,8 @@
 """The HTML, CSS and JavaScript of ``sweep report`` (see ``sweep.report``): one page, no requests.
 
 The page reads its state from the URL hash (``#optimizer=adam&seed=1`` selects a facet;
-``#region=ix0,iy0,ix1,iy1`` selects map cells as a drag would), so every state can be opened
+``#region=ix0,iy0,ix1,iy1`` selects map cells as a drag would; ``#hover=ix,iy`` shows a cell's
+tooltip as the mouse would), so every state can be opened
 and screenshotted without clicking. Once drawn it sets ``data-ready-ms`` (ms since navigation
 start) and ``data-violations`` (blocked requests) on ``<body>`` and the map's place on the
 canvas (``data-left``, ``data-top``, ``data-scale``, ``data-facet``).
@@ -88,13 +89,14 @@ function drawMaps() {
 function cellOf(e) { const r = $('map').getBoundingClientRect(); const ix = Math.floor((e.clientX - r.left - 1) / S), iy = NY - 1 - Math.floor((e.clientY - r.top - 1) / S);
   return ix >= 0 && ix < NX && iy >= 0 && iy < NY ? [ix, iy] : null; }
 function origRange(i, n, full) { const f = G.block; return [i * f, Math.min((i + 1) * f, full) - 1]; }
-function tip(e) { const c = cellOf(e), t = $('tip'); if (!c) { t.style.display = 'none'; return; }
+function tip(e) { tipAt(cellOf(e), e.clientX, e.clientY); }
+function tipAt(c, cx, cy) { const t = $('tip'); if (!c) { t.style.display = 'none'; return; }
   const k = facetIndex() * CELLS + c[1] * NX + c[0]; let ix = c[0], iy = c[1];
   if (rep) { ix = rep[k] % FX; iy = Math.floor(rep[k] / FX); }
   const lines = [`${G.x} = ${fmt(AX[G.x].values[ix])}`, `${G.y} = ${fmt(AX[G.y].values[iy])}`, ...G.facets.map(d => `${d} = ${fmt(AX[d].values[sel[d]])}`), `outcome: ${D.outcomes[codes[k]].name}`];
   fields.forEach(f => { const v = f.v[k]; lines.push(`${f.label}: ${f.type === 'f4' ? fmt(v) : v < 0 ? 'never (-1)' : v}`); });
   if (rep) lines.push(`(one ${G.block}x${G.block} block: its most common outcome; values of cell (${ix}, ${iy}))`);
-  t.textContent = lines.join('\n'); t.style.display = 'block'; t.style.left = (e.clientX + 14) + 'px'; t.style.top = (e.clientY + 10) + 'px'; }
+  t.textContent = lines.join('\n'); t.style.display = 'block'; t.style.left = (cx + 14) + 'px'; t.style.top = (cy + 10) + 'px'; }
 function axisSet(d, lo, hi) { const a = AX[d], n = a.values.length, v0 = a.values[lo], v1 = a.values[hi];
   if (a.spacing === 'log' && v0 > 0) return `--set 'axes.${d}={ logspace = [${num(Math.log10(v0))}, ${num(Math.log10(v1))}, ${n}] }'`;
   return `--set 'axes.${d}={ linspace = [${num(v0)}, ${num(v1)}, ${n}] }'`; }
@@ -132,7 +134,9 @@ function init() {
     AX[d].values.forEach((v, i) => { const o = document.createElement('option'); o.value = i; o.textContent = fmt(v); s.appendChild(o); });
     s.onchange = () => { sel[d] = +s.value; writeHash(); drawMaps(); };
     const l = document.createElement('label'); l.textContent = ` ${d}: `; l.appendChild(s); box.appendChild(l); });
-  const sync = () => { readHash(); G.facets.forEach(d => $('sel-' + d).value = sel[d]); drawMaps(); };
+  const sync = () => { readHash(); G.facets.forEach(d => $('sel-' + d).value = sel[d]); drawMaps();
+    const h = new URLSearchParams(location.hash.slice(1)); if (h.has('hover')) { const [ix, iy] = h.get('hover').split(',').map(Number);
+      const r = $('map').getBoundingClientRect(); tipAt([ix, iy], r.left + (ix + 1) * S, r.top + (NY - iy) * S); } };
   window.addEventListener('hashchange', sync); sync();
   const m = $('map'); let start = null;
   m.addEventListener('mousemove', e => { tip(e); if (start && e.buttons) { const c = cellOf(e); if (c) { region = [...start, ...c]; showRegion(); } } });

@@ -161,7 +161,15 @@ def test_report_in_headless_chromium(small, tmp_path):
         for iy, ix in cells:  # row iy counts up from the bottom of the map
             px = shot[top + (15 - iy) * scale + scale // 2, left + ix * scale + scale // 2]
             assert tuple(px) == rgb[Outcome(int(codes[opt][iy, ix]))], (opt, iy, ix, px)
-    dom = browse(f"{url}#optimizer=adam&region=2,3,9,12", tmp_path, "dom")
+    dom = browse(f"{url}#optimizer=adam&region=2,3,9,12&hover=5,11", tmp_path, "dom")
+    tip = re.search(r'<div id="tip"[^>]*>(.*?)</div>', dom, re.S).group(1)
+    cell = ds.sel(optimizer="adam").isel(w0=5, b0=11)
+    assert f"w0 = {float(cell.w0):.4g}" in tip and f"b0 = {float(cell.b0):.4g}" in tip
+    assert f"outcome: {Outcome(int(cell.outcome)).name.lower()}" in tip
+    for name in ("converge_step", "crossed_step", "stop_step"):
+        v = int(cell[name])
+        assert f"{name.replace('_', ' ')}: {v if v >= 0 else 'never (-1)'}" in tip
+    assert f"final loss: {float(np.float32(cell.final_loss)):.4g}" in tip
     cmd = re.search(r'<pre id="cmd">(.*?)</pre>', dom, re.S).group(1).replace("&#39;", "'")
     w, b = ds.w0.values, ds.b0.values
     assert f"--set 'axes.w0={{ linspace = [{w[2]:.6g}, {w[9]:.6g}, 16] }}'" in cmd
