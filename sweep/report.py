@@ -61,6 +61,12 @@ def block_mode(codes: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     return mode, iy * nx + ix
 
 
+def _offsets(rep: np.ndarray, nx: int, f: int) -> dict:
+    """Each block's shown cell as its row-major offset inside the block (uint8 while f*f <= 256)."""
+    off = ((rep // nx) % f) * f + (rep % nx) % f
+    return {"type": "u1", "data": _b64(off.astype(np.uint8))} if f * f <= 256 else _int_codec(off.reshape(-1))
+
+
 def _choose_axes(da: xr.DataArray, x, y) -> tuple[str, str]:
     numeric = [d for d in da.dims if not analysis._is_categorical(da, d) and da.sizes[d] > 1]
     for name, flag in ((x, "x"), (y, "y")):
@@ -109,8 +115,8 @@ def _grid(ds: xr.Dataset, x: str, y: str, max_cells: int) -> dict:
         return np.asarray(ds[name].transpose(*order).values).reshape(-1)[take.reshape(-1)]
 
     out = {"x": x, "y": y, "facets": facets, "block": f, "nx": int(mode.shape[-1]), "ny": int(mode.shape[-2]),
-           "outcome": _b64(mode.astype(np.uint8)), "rep": _int_codec(rep.reshape(-1)) if f > 1 else None,
-           "fields": []}
+           "outcome": _b64(mode.astype(np.uint8)), "rep": _offsets(rep, nx, f) if f > 1 else None,
+           "fields": [], "counts": [np.bincount(c.ravel(), minlength=len(Outcome)).tolist() for c in codes]}
     cells = [(n, "final loss") for n in ("final_loss",) if n in ds] + \
             [(n, n.replace("_", " ")) for n in ds.data_vars
              if (str(n) == "converge_step" or str(n).endswith("_step")) and ds[n].dims == da.dims]

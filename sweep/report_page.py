@@ -20,7 +20,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;max-width:1200px}
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:18px 0 6px;border-bottom:1px solid #ddd}
 .row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 canvas{image-rendering:pixelated;display:block;border:1px solid #999}
-.wrap{position:relative}#box{position:absolute;border:1px dashed #000;pointer-events:none;display:none}
+.wrap{position:relative}.frame{display:flex}.yl{display:flex;flex-direction:column;justify-content:space-between;
+font-size:11px;text-align:right;padding-right:4px;color:#444}.xl{display:flex;justify-content:space-between;font-size:11px;color:#444}
+.cap{max-width:560px}#box{position:absolute;border:1px dashed #000;pointer-events:none;display:none}
 #tip{position:fixed;background:#fff;border:1px solid #888;padding:4px 6px;font-size:12px;pointer-events:none;
 display:none;white-space:pre;z-index:9}
 .lg span{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px;border:1px solid #666}
@@ -38,7 +40,7 @@ document.addEventListener('securitypolicyviolation', () => { violations++; docum
 const D = JSON.parse(document.getElementById('data').textContent);
 const G = D.grid, AX = D.axes, NEVER_RGB = D.never;
 function bytes(s) { const b = atob(s), u = new Uint8Array(b.length); for (let i = 0; i < b.length; i++) u[i] = b.charCodeAt(i); return u; }
-function arr(f) { const u = bytes(f.data); return f.type === 'f4' ? new Float32Array(u.buffer) : f.type === 'i2' ? new Int16Array(u.buffer) : new Int32Array(u.buffer); }
+function arr(f) { const u = bytes(f.data); return f.type === 'u1' ? u : f.type === 'f4' ? new Float32Array(u.buffer) : f.type === 'i2' ? new Int16Array(u.buffer) : new Int32Array(u.buffer); }
 const codes = bytes(G.outcome), fields = G.fields.map(f => ({...f, v: arr(f)})), rep = G.rep ? arr(G.rep) : null;
 const NX = G.nx, NY = G.ny, FX = AX[G.x].values.length, FY = AX[G.y].values.length, CELLS = NX * NY;
 const RGB = D.outcomes.map(o => [1, 3, 5].map(i => parseInt(o.color.slice(i, i + 2), 16)));
@@ -74,8 +76,8 @@ function drawMaps() {
   paint(m, k => RGB[codes[k]]);
   const r = m.getBoundingClientRect();
   Object.assign(m.dataset, {left: (r.left + 1 + scrollX).toFixed(0), top: (r.top + 1 + scrollY).toFixed(0), scale: S, facet: facetIndex()});
-  const counts = new Array(D.outcomes.length).fill(0); for (let k = 0; k < CELLS; k++) counts[codes[base + k]]++;
-  $('legend').innerHTML = D.outcomes.map((o, i) => `<div title="${o.meaning}"><span style="background:${o.color}"></span>${o.code} ${o.name}: ${counts[i]} (${(100 * counts[i] / CELLS).toFixed(1)}%)</div>`).join('');
+  const counts = G.counts[facetIndex()], total = counts.reduce((a, b) => a + b, 0);
+  $('legend').innerHTML = D.outcomes.map((o, i) => `<div title="${o.meaning}"><span style="background:${o.color}"></span>${o.code} ${o.name}: ${counts[i].toLocaleString('en')} (${(100 * counts[i] / total).toFixed(1)}%)</div>`).join('') + '<div class="ax">cells of this facet, every cell counted</div>';
   const cs = fields.find(f => f.name === 'converge_step');
   if (cs) { let lo = Infinity, hi = -Infinity; for (let k = 0; k < CELLS; k++) { const v = cs.v[base + k]; if (v >= 0) { lo = Math.min(lo, Math.max(v, 1)); hi = Math.max(hi, Math.max(v, 1)); } }
     const a = Math.log(lo), b = Math.log(hi > lo ? hi : lo * 10);
@@ -92,7 +94,7 @@ function origRange(i, n, full) { const f = G.block; return [i * f, Math.min((i +
 function tip(e) { tipAt(cellOf(e), e.clientX, e.clientY); }
 function tipAt(c, cx, cy) { const t = $('tip'); if (!c) { t.style.display = 'none'; return; }
   const k = facetIndex() * CELLS + c[1] * NX + c[0]; let ix = c[0], iy = c[1];
-  if (rep) { ix = rep[k] % FX; iy = Math.floor(rep[k] / FX); }
+  if (rep) { ix = c[0] * G.block + rep[k] % G.block; iy = c[1] * G.block + Math.floor(rep[k] / G.block); }
   const lines = [`${G.x} = ${fmt(AX[G.x].values[ix])}`, `${G.y} = ${fmt(AX[G.y].values[iy])}`, ...G.facets.map(d => `${d} = ${fmt(AX[d].values[sel[d]])}`), `outcome: ${D.outcomes[codes[k]].name}`];
   fields.forEach(f => { const v = f.v[k]; lines.push(`${f.label}: ${f.type === 'f4' ? fmt(v) : v < 0 ? 'never (-1)' : v}`); });
   if (rep) lines.push(`(one ${G.block}x${G.block} block: its most common outcome; values of cell (${ix}, ${iy}))`);
@@ -150,6 +152,19 @@ init();
 """
 
 
+def _ends(ax: dict) -> tuple[str, str]:
+    v = ax["values"]
+    return tuple(html.escape(f"{a:.4g}" if isinstance(a, float) else str(a)) for a in (v[0], v[-1]))
+
+
+def _framed(inner: str, x: dict, y: dict) -> str:
+    """A map canvas with its axes' end values and names at its edges."""
+    (x0, x1), (y0, y1) = _ends(x), _ends(y)
+    return (f"<div class='frame'><div class='yl'><span>{y1}</span><span>{html.escape(y['name'])} &uarr;</span>"
+            f"<span>{y0}</span></div><div><div class='wrap'>{inner}</div><div class='xl'><span>{x0}</span>"
+            f"<span>{html.escape(x['name'])} &rarr;</span><span>{x1}</span></div></div></div>")
+
+
 def _axis_line(ax: dict) -> str:
     v = [f"{a:.6g}" if isinstance(a, float) else a for a in ax["values"]]
     return f"{ax['label']} ({ax['name']}): {v[0]} .. {v[-1]}, {len(v)} values" + (
@@ -185,10 +200,10 @@ def render(data: dict, fraction_rows, sizes) -> str:
 <title>{esc(data['title'])}</title><style>{CSS}</style></head><body>
 <h1>{esc(data['title'])}</h1><div class="ax">{esc(prov['file'])}: {esc(dims)}</div>{block}
 <h2>Basin map <span id="facetname" class="ax"></span></h2><div id="selectors"></div>
-<div class="row"><div><div class="wrap"><canvas id="map"></canvas><div id="box"></div></div>
-<div class="ax">across: {esc(_axis_line(x))}<br>up: {esc(_axis_line(y))}</div></div>
+<div class="row"><div>{_framed("<canvas id='map'></canvas><div id='box'></div>", x, y)}
+<div class="ax cap">across: {esc(_axis_line(x))}<br>up: {esc(_axis_line(y))}</div></div>
 <div class="lg" id="legend"></div>
-{"<div><canvas id='conv'></canvas><div class='ax' id='convlegend'></div></div>" if has_conv else ""}</div>
+{"<div>" + _framed("<canvas id='conv'></canvas>", x, y) + "<div class='ax cap' id='convlegend'></div></div>" if has_conv else ""}</div>
 <p id="dim" class="ax"></p><h2>Region</h2><pre id="cmd"></pre>
 <h2>Outcome fractions</h2>{fractions_html(fraction_rows)}
 {traj}

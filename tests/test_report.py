@@ -72,6 +72,8 @@ def test_page_is_self_contained_and_its_payload_is_the_result(small):
     assert (g["x"], g["y"], g["facets"], g["block"]) == ("w0", "b0", ["optimizer"], 1)
     want = ds.outcome.transpose("optimizer", "b0", "w0").values.astype(np.uint8).ravel()
     np.testing.assert_array_equal(decode(g["outcome"]), want)
+    for k, opt in enumerate(["sgd", "adam"]):
+        assert g["counts"][k] == [int((ds.outcome.sel(optimizer=opt) == o).sum()) for o in Outcome]
     fields = {f["name"]: decode(f) for f in g["fields"]}
     assert set(fields) == {"final_loss", "converge_step", "stop_step", "crossed_step"}
     np.testing.assert_array_equal(fields["final_loss"], ds.final_loss.transpose("optimizer", "b0", "w0").values.ravel())
@@ -102,6 +104,12 @@ def test_large_grid_is_blocked_by_mode_and_stays_small(tmp_path):
     assert g["block"] == 2 and "blocks of 2 x 2 cells" in page
     mode, _ = block_mode(codes.T[None].astype(np.uint8), 2)  # (y, x) = (b0, w0)
     np.testing.assert_array_equal(decode(g["outcome"]), mode.ravel())
+    off = np.frombuffer(base64.b64decode(g["rep"]["data"]), np.uint8).reshape(512, 512)  # the hover's cell
+    by, bx = np.mgrid[:512, :512]
+    shown = codes.T[by * 2 + off // 2, bx * 2 + off % 2]
+    np.testing.assert_array_equal(shown, mode[0])
+    loss = decode(g["fields"][0]).reshape(512, 512)
+    np.testing.assert_array_equal(loss, ds.final_loss.values.T[by * 2 + off // 2, bx * 2 + off % 2])
 
 
 def test_cli_report_refuses_bad_input(small, tmp_path, capsys):
