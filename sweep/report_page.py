@@ -26,7 +26,7 @@ font-size:11px;text-align:right;padding-right:4px;color:#444}.xl{display:flex;ju
 #tip{position:fixed;background:#fff;border:1px solid #888;padding:4px 6px;font-size:12px;pointer-events:none;
 display:none;white-space:pre;z-index:9}
 .lg span{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-2px;border:1px solid #666}
-.lg div{margin:2px 0}pre{background:#f6f6f6;padding:8px;overflow:auto;max-height:360px;font-size:12px}
+.lg div{margin:2px 0}pre{white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:8px;overflow:auto;max-height:360px;font-size:12px}
 .ax{font-size:12px;color:#555}.note{color:#a33}
 table.fr{border-collapse:collapse;font-size:12px}table.fr td,table.fr th{border-bottom:1px solid #eee;padding:3px 6px;text-align:left}
 .bar{display:flex;width:220px;height:12px;border:1px solid #999}.bar span{display:block;height:100%}
