@@ -26,6 +26,7 @@ from .outcomes import COLORS, MESSAGES, Outcome
 
 MAX_CELLS = 2 ** 18  # cells shown (all facets together) before blocks are drawn instead of cells
 MAX_PATHS, MAX_POINTS, CONTOUR_N = 200, 400, 64
+MISSING = len(Outcome)  # page code of a cell without a valid outcome (drawn white)
 
 
 def _b64(a: np.ndarray) -> str:
@@ -53,7 +54,7 @@ def block_mode(codes: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
     pad = np.full((*lead, by * f, bx * f), 255, np.uint8)
     pad[..., :ny, :nx] = codes
     blk = pad.reshape(*lead, by, f, bx, f).swapaxes(-3, -2).reshape(*lead, by, bx, f * f)
-    counts = np.stack([(blk == c).sum(-1) for c in range(len(Outcome))], -1)
+    counts = np.stack([(blk == c).sum(-1) for c in range(int(codes.max(initial=0)) + 1)], -1)
     mode = counts.argmax(-1).astype(np.uint8)
     first = (blk == mode[..., None]).argmax(-1)  # position inside the block
     iy = np.arange(by)[:, None] * f + first // f
@@ -97,8 +98,8 @@ def _grid(ds: xr.Dataset, x: str, y: str, max_cells: int) -> dict:
     da = analysis._get(ds, "outcome")
     facets = [str(d) for d in da.dims if d not in (x, y)]
     order = [*facets, y, x]
-    codes = np.asarray(da.transpose(*order).values).astype(np.int16)
-    codes = np.where((codes >= 0) & (codes < len(Outcome)), codes, len(Outcome) - 1).astype(np.uint8)
+    raw = np.asarray(da.transpose(*order).values, np.float64)  # float: a missing code may read as NaN
+    codes = np.where((raw >= 0) & (raw < len(Outcome)), np.nan_to_num(raw), MISSING).astype(np.uint8)
     nf = int(np.prod([ds.sizes[d] for d in facets])) if facets else 1
     ny, nx = ds.sizes[y], ds.sizes[x]
     f = 1
@@ -116,7 +117,7 @@ def _grid(ds: xr.Dataset, x: str, y: str, max_cells: int) -> dict:
 
     out = {"x": x, "y": y, "facets": facets, "block": f, "nx": int(mode.shape[-1]), "ny": int(mode.shape[-2]),
            "outcome": _b64(mode.astype(np.uint8)), "rep": _offsets(rep, nx, f) if f > 1 else None,
-           "fields": [], "counts": [np.bincount(c.ravel(), minlength=len(Outcome)).tolist() for c in codes]}
+           "fields": [], "counts": [np.bincount(c.ravel(), minlength=MISSING + 1).tolist() for c in codes]}
     cells = [(n, "final loss") for n in ("final_loss",) if n in ds] + \
             [(n, n.replace("_", " ")) for n in ds.data_vars
              if (str(n) == "converge_step" or str(n).endswith("_step")) and ds[n].dims == da.dims]
@@ -185,8 +186,8 @@ def _trajectories(ds: xr.Dataset, x: str, y: str, facets: list[str]) -> dict | N
     px, py = (prefer + [p for p in params if p not in prefer])[:2]
     X = np.asarray(ds[f"rec_{px}"].transpose("traj", "step").values, np.float64)
     Y = np.asarray(ds[f"rec_{py}"].transpose("traj", "step").values, np.float64)
-    codes = (np.asarray(ds["rec_outcome"].values).astype(int) if "rec_outcome" in ds
-             else np.full(X.shape[0], len(Outcome) - 1))
+    rc = np.asarray(ds["rec_outcome"].values, np.float64) if "rec_outcome" in ds else np.full(X.shape[0], -1.0)
+    codes = np.where((rc >= 0) & (rc < len(Outcome)), np.nan_to_num(rc), MISSING).astype(int)
     ti = np.unique(np.linspace(0, X.shape[0] - 1, min(MAX_PATHS, X.shape[0])).astype(int))
     si = np.unique(np.linspace(0, X.shape[1] - 1, min(MAX_POINTS, X.shape[1])).astype(int))
     X, Y, codes, tf = X[ti][:, si], Y[ti][:, si], codes[ti], _traj_facets(ds, ti, facets)
@@ -294,14 +295,19 @@ def report(ds: xr.Dataset | str | os.PathLike, path: str | os.PathLike | None = 
     x, y = _choose_axes(da, x, y)
     grid = _grid(ds[grid_vars], x, y, int(max_cells))
     spec_text = str(ds.attrs.get("spec", ""))
-    desc = next((line.split("=", 1)[1].strip().strip('"') for line in spec_text.splitlines()
-                 if line.startswith("description")), None)
+    try:
+        from .config import tomllib
+
+        desc = tomllib.loads(spec_text).get("description") if spec_text else None
+    except Exception:  # noqa: BLE001 - a title is not worth failing the page for
+        desc = None
     data = {
         "title": title or desc or str(ds.attrs.get("title", "sweep result")),
         "axes": {d: _axis_info(ds, str(d)) for d in da.dims},
         "grid": grid,
         "outcomes": [{"code": int(o), "name": o.name.lower(), "color": COLORS[o], "meaning": MESSAGES[o]}
-                     for o in Outcome],
+                     for o in Outcome] + [{"code": -1, "name": "missing", "color": "#ffffff",
+                                           "meaning": "no valid outcome code stored for this cell"}],
         "dimension": _dimensions(ds, x, y, grid["facets"]),
         "trajectories": _trajectories(ds, x, y, grid["facets"]) if "traj" in ds.dims else None,
         "prov": _provenance(ds, source),

@@ -77,7 +77,7 @@ function drawMaps() {
   const r = m.getBoundingClientRect();
   Object.assign(m.dataset, {left: (r.left + 1 + scrollX).toFixed(0), top: (r.top + 1 + scrollY).toFixed(0), scale: S, facet: facetIndex()});
   const counts = G.counts[facetIndex()], total = counts.reduce((a, b) => a + b, 0);
-  $('legend').innerHTML = D.outcomes.map((o, i) => `<div title="${o.meaning}"><span style="background:${o.color}"></span>${o.code} ${o.name}: ${counts[i].toLocaleString('en')} (${(100 * counts[i] / total).toFixed(1)}%)</div>`).join('') + '<div class="ax">cells of this facet, every cell counted</div>';
+  $('legend').innerHTML = D.outcomes.map((o, i) => o.code < 0 && !counts[i] ? '' : `<div title="${o.meaning}"><span style="background:${o.color}"></span>${o.code} ${o.name}: ${counts[i].toLocaleString('en')} (${(100 * counts[i] / total).toFixed(1)}%)</div>`).join('') + '<div class="ax">cells of this facet, every cell counted</div>';
   const cs = fields.find(f => f.name === 'converge_step');
   if (cs) { let lo = Infinity, hi = -Infinity; for (let k = 0; k < CELLS; k++) { const v = cs.v[base + k]; if (v >= 0) { lo = Math.min(lo, Math.max(v, 1)); hi = Math.max(hi, Math.max(v, 1)); } }
     const a = Math.log(lo), b = Math.log(hi > lo ? hi : lo * 10);

@@ -73,12 +73,12 @@ def test_page_is_self_contained_and_its_payload_is_the_result(small):
     want = ds.outcome.transpose("optimizer", "b0", "w0").values.astype(np.uint8).ravel()
     np.testing.assert_array_equal(decode(g["outcome"]), want)
     for k, opt in enumerate(["sgd", "adam"]):
-        assert g["counts"][k] == [int((ds.outcome.sel(optimizer=opt) == o).sum()) for o in Outcome]
+        assert g["counts"][k] == [int((ds.outcome.sel(optimizer=opt) == o).sum()) for o in Outcome] + [0]
     fields = {f["name"]: decode(f) for f in g["fields"]}
     assert set(fields) == {"final_loss", "converge_step", "stop_step", "crossed_step"}
     np.testing.assert_array_equal(fields["final_loss"], ds.final_loss.transpose("optimizer", "b0", "w0").values.ravel())
     np.testing.assert_array_equal(fields["crossed_step"], ds.crossed_step.transpose("optimizer", "b0", "w0").values.ravel())
-    assert [o["color"] for o in p["outcomes"]] == [COLORS[o] for o in Outcome]
+    assert [o["color"] for o in p["outcomes"]][:len(Outcome)] == [COLORS[o] for o in Outcome]
     # fractions: the page's numbers are the counts of the file's codes (Wilson bounds are tested in analysis)
     n_adam = int((ds.outcome.sel(optimizer="adam") == Outcome.DEAD).sum())
     assert f"<b style='color:{COLORS[Outcome.DEAD]}'>dead</b> {n_adam / 256:.1%}" in page.split("optimizer=adam")[1]
@@ -183,3 +183,16 @@ def test_report_in_headless_chromium(small, tmp_path):
     assert f"--set 'axes.w0={{ linspace = [{w[2]:.6g}, {w[9]:.6g}, 16] }}'" in cmd
     assert f"--set 'axes.b0={{ linspace = [{b[3]:.6g}, {b[12]:.6g}, 16] }}'" in cmd
     assert "--set 'axes.optimizer=[\"adam\"]'" in cmd.replace("&quot;", '"')
+
+
+def test_missing_codes_are_their_own_colour_and_axes_default_to_the_largest(tmp_path):
+    codes = np.zeros((3, 10, 12), np.int8)  # (seed, lr, w0)
+    codes[1, 4, 5] = -1  # not a flag value
+    ds = xr.Dataset({"outcome": (("seed", "lr", "w0"), codes, outcome_attrs())},
+                    coords={"seed": [0, 1, 2], "lr": np.linspace(0.1, 1, 10), "w0": np.linspace(-1, 1, 12)})
+    g = payload(ds.sweep.report(tmp_path / "m.html").read_text())["grid"]
+    assert (g["x"], g["y"], g["facets"]) == ("w0", "lr", ["seed"])
+    assert g["counts"][1] == [119, 0, 0, 0, 0, 0, 0, 1]
+    assert decode(g["outcome"]).reshape(3, 10, 12)[1, 4, 5] == len(Outcome)
+    with pytest.raises(ValueError, match="two different dimensions"):
+        ds.isel(lr=0, seed=0).sweep.report(tmp_path / "n.html")
