@@ -733,5 +733,82 @@ def main(names):
     (RES / "README.md").write_text("\n".join(index))
 
 
+
+def _md_html(md: str) -> str:
+    """The gallery's markdown (headings, images, bullets, paragraphs, `code`, **bold**, links) as HTML."""
+    import html
+    import re
+
+    def inline(t):
+        t = html.escape(t, quote=False)
+        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+        t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+        return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', t)
+
+    out, in_list = [], False
+    for line in md.splitlines():
+        img = re.fullmatch(r"!\[([^\]]*)\]\(([^)\s]+)\)\s*", line)
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")) + 1, 4)
+            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif img:
+            out.append(f'<a href="{html.escape(img[2])}"><img src="{html.escape(img[2])}" alt="{html.escape(img[1])}"></a>')
+        elif line.startswith("- "):
+            out.append(("" if in_list else "<ul>") + f"<li>{inline(line[2:])}</li>")
+            in_list = True
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    return "\n".join(out + (["</ul>"] if in_list else []))
+
+
+def gallery_index():
+    """results/index.html: every entry's findings and figures on one local page, and an offline
+    ``sweep report`` page (results/reports/<file>.html) of each of its result files."""
+    import html
+
+    from sweep.report import report
+
+    (RES / "reports").mkdir(exist_ok=True)
+    owner = {}
+    for nc in sorted(RES.glob("*.nc")):
+        names = [n for n in ENTRIES if nc.stem == n or nc.stem.startswith(n + "_")]
+        owner.setdefault(max(names, key=len) if names else None, []).append(nc)
+    parts, toc = [], []
+    for name, (title, _) in ENTRIES.items():
+        md = RES / f"{name}.md"
+        if not md.exists():
+            continue
+        links = []
+        for nc in owner.get(name, []):
+            try:
+                page = report(nc, RES / "reports" / f"{nc.stem}.html", source=nc.name)
+                ds = sweep.load(nc)
+                dims = " x ".join(f"{d} {n}" for d, n in ds.sizes.items() if d not in ("traj", "step"))
+                links.append(f'<li><a href="reports/{page.name}">{nc.name}</a>: {html.escape(dims)} '
+                             f"(interactive report, {page.stat().st_size / 2 ** 20:.2f} MB, opens offline)</li>")
+            except (ValueError, KeyError) as e:
+                links.append(f"<li>{nc.name}: no report ({html.escape(str(e))})</li>")
+        toc.append(f'<li><a href="#{name}">{html.escape(title)}</a></li>')
+        parts.append(f'<section id="{name}">{_md_html(md.read_text())}'
+                     + (f"<p>Result files:</p><ul>{''.join(links)}</ul>" if links else "") + "</section>")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>sweep gallery</title><style>"
+            "body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}"
+            "img{max-width:100%;border:1px solid #ddd}section{border-top:2px solid #ccc;margin-top:28px}"
+            "code{background:#f3f3f3;padding:0 3px}</style></head><body><h1>sweep gallery</h1>"
+            "<p>Each seed question answered by a spec in <code>experiments/</code>, a figure and findings; "
+            "regenerate with <code>python results/make_all.py</code> (this page alone: "
+            "<code>python results/make_all.py index</code>). Images and reports are local files beside this page.</p>"
+            f"<ul>{''.join(toc)}</ul>{''.join(parts)}</body></html>")
+    (RES / "index.html").write_text(page)
+    return RES / "index.html"
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:] == ["index"]:
+        print(f"wrote {gallery_index()}")
+    else:
+        main(sys.argv[1:])
+        gallery_index()

@@ -144,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--out", required=True, help="merged netCDF output")
     m.add_argument("--overwrite", action="store_true")
 
+    from .report import add_cli as _add_report
+    _add_report(sub, fmt)  # sweep report
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
     return p
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     from .io import StorageError
 
     try:
+        if hasattr(args, "func"):  # verbs that register their own function (sweep report)
+            return args.func(args)
         return VERBS[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)

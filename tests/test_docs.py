@@ -29,7 +29,7 @@ def test_readme_quickstart_matches_the_shipped_spec():
 
 
 def test_every_verb_has_help_with_an_example(capsys):
-    for verb in ("run", "demo", "info", "plot", "merge", "list"):
+    for verb in ("run", "demo", "info", "plot", "merge", "list", "report"):
         try:
             main([verb, "--help"])
         except SystemExit as e:
