@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .config import Spec, SpecError, parse_spec
-from .engine import chunk_starts, execute, make_plan, metric_attrs, recorded_indices, run_recorded
+from .engine import chunk_starts, chunk_valid, execute, make_plan, metric_attrs, recorded_indices, run_recorded
 from .io import (check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
                  var_attrs)
 from .lock import OutputLock
@@ -60,20 +60,79 @@ def _set_dtype(dtype: str) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+SHARD_ENV = "SWEEP_SHARD"
+
+
 def parse_shard(shard) -> tuple[int, int] | None:
-    """'I/N' or (I, N) -> (I, N), validated."""
+    """'I/N', (I, N) or 'auto' -> (I, N), validated.
+
+    'auto' reads ``SWEEP_SHARD=I/N`` or, under a SLURM job array, ``SLURM_ARRAY_TASK_ID`` and
+    ``SLURM_ARRAY_TASK_COUNT`` (with ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_STEP`` when the
+    array does not count 0, 1, 2, ...): ``--array=1-16`` and ``--array=0-30:2`` give shards 0..15 of 16.
+    """
     if shard is None:
         return None
+    if isinstance(shard, str) and shard.strip() == "auto":
+        return shard_from_env(os.environ)
     if isinstance(shard, str):
         try:
             i, n = (int(x) for x in shard.split("/"))
         except ValueError:
-            raise SpecError(f"--shard {shard!r}: expected I/N with integers, e.g. --shard 0/4") from None
+            raise SpecError(f"--shard {shard!r}: expected I/N with integers (e.g. --shard 0/4) or 'auto' "
+                            f"(from {SHARD_ENV} or a SLURM array)") from None
     else:
         i, n = shard
     if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
         raise SpecError(f"--shard {i}/{n}: needs 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
     return i, n
+
+
+def shard_from_env(env) -> tuple[int, int]:
+    """``--shard auto``: (I, N) from ``SWEEP_SHARD`` or the SLURM array variables (SpecError if none is set)."""
+    if env.get(SHARD_ENV, "").strip():
+        raw = env[SHARD_ENV].strip()
+        if raw == "auto":
+            raise SpecError(f"{SHARD_ENV}=auto: give the shard itself, e.g. {SHARD_ENV}=0/4")
+        try:
+            return parse_shard(raw)
+        except SpecError as e:
+            raise SpecError(f"{SHARD_ENV}={raw!r}: {str(e).split(': ', 1)[-1]}") from None
+    if "SLURM_ARRAY_TASK_ID" not in env:
+        raise SpecError(f"--shard auto: neither {SHARD_ENV} nor SLURM_ARRAY_TASK_ID is set; run it as a SLURM "
+                        f"array task (sbatch --array=0-N-1), set {SHARD_ENV}=I/N, or give --shard I/N")
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+             "SLURM_ARRAY_TASK_STEP")
+    vals = {}
+    for k in names:
+        if env.get(k, "").strip():
+            try:
+                vals[k] = int(env[k])
+            except ValueError:
+                raise SpecError(f"--shard auto: {k}={env[k]!r} is not an integer") from None
+    tid, lo = vals["SLURM_ARRAY_TASK_ID"], vals.get("SLURM_ARRAY_TASK_MIN", 0)
+    step = vals.get("SLURM_ARRAY_TASK_STEP", 1) or 1
+    count = vals.get("SLURM_ARRAY_TASK_COUNT")
+    if count is None and "SLURM_ARRAY_TASK_MAX" in vals:
+        count = (vals["SLURM_ARRAY_TASK_MAX"] - lo) // step + 1
+    if count is None:
+        raise SpecError(f"--shard auto: SLURM_ARRAY_TASK_ID={tid} but SLURM_ARRAY_TASK_COUNT is not set; "
+                        "give --shard I/N")
+    hi = vals.get("SLURM_ARRAY_TASK_MAX", lo + (count - 1) * step)
+    if (tid - lo) % step or (hi - lo) // step + 1 != count or not lo <= tid <= hi:
+        raise SpecError(f"--shard auto: the SLURM array (task {tid}, min {lo}, max {hi}, step {step}, count {count}) "
+                        "is not evenly spaced; use --array=0-N-1 (or A-B:S) or give --shard I/N")
+    return parse_shard(((tid - lo) // step, count))
+
+
+def shard_span(n: int, shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Positions [lo, hi) of the run order (compile groups one after another) that shard (I, N) runs:
+    contiguous, and sizes that differ by at most one; empty when N exceeds the trajectories."""
+    if shard is None:
+        return None
+    i, k = shard
+    q, r = divmod(int(n), k)
+    lo = i * q + min(i, r)
+    return lo, lo + q + (1 if i < r else 0)
 
 
 def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = False, resume: bool = False,
@@ -94,8 +153,11 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
       progress: True: a progress bar; False: nothing; "lines": a plain line now and then (batch
         logs); None (default): the bar when stderr is a terminal, else the lines.
       set: overrides such as ``["train.steps=500", "axes.lr=[0.1, 1.0]"]``.
-      shard: "I/N": run only every N-th chunk starting at I and write a part file to ``out``
-        (combine the N parts with ``sweep merge``). Set automatically under jax.distributed.
+      shard: "I/N": run only the I-th of N contiguous, balanced ranges of the trajectories (in run
+        order: compile groups one after another) and write a part file to ``out`` (combine the
+        N parts with ``sweep merge``); "auto": I/N from ``SWEEP_SHARD`` or the SLURM array
+        variables. Under jax.distributed (several processes) each process runs shard
+        ``process_index/process_count`` into ``OUT.partIofN.nc``.
     Returns:
       xr.Dataset with one dimension per axis; ``outcome`` (int8), ``final_loss``, ``min_loss``,
       ``converge_step``, ``stop_step``, ``final_grad_norm``, ``final_<param>`` and metrics.
@@ -124,12 +186,16 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     if overwrite and resume:
         raise SpecError("--overwrite and --resume: choose one (resume continues a run, overwrite starts over)")
     shard = parse_shard(shard)
-    if shard is None and jax.process_count() > 1 and out is not None:
-        # jax.distributed: each process runs its share of the chunks into its own part file
-        shard = (jax.process_index(), jax.process_count())
-        out = distributed_part_path(out, shard)
+    if jax.process_count() > 1:
+        if out is None:
+            raise SpecError(f"a multi-process run (jax.distributed, {jax.process_count()} processes) needs out: each "
+                            "process writes its part file OUT.partIofN.nc for 'sweep merge'")
+        if shard is None:  # jax.distributed: each process runs its share of the trajectories into its own part file
+            shard = (jax.process_index(), jax.process_count())
+            out = distributed_part_path(out, shard)
     if shard is not None and out is None:
         raise SpecError("--shard needs --out: each shard writes a part file for 'sweep merge'")
+    span = shard_span(spec.n_trajectories, shard)
     dtype = dtype or spec.run["dtype"]
     if out is None:
         if resume:
@@ -139,7 +205,7 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     out = check_writable(out, overwrite=overwrite, resume=resume)
     if not resume and not out.parent.exists():  # refuse before the lock creates the output's folder
         _set_dtype(dtype)
-        check_disk(make_plan(spec, chunk_size, dtype), out)
+        check_disk(make_plan(spec, chunk_size, dtype, span), out)
     with OutputLock(out):
         return _run_to_file(spec, out, overwrite, resume, chunk_size, dtype, progress, shard, t_start)
 
@@ -154,8 +220,11 @@ def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress
     if resume and store.exists:
         meta = store.meta()
         _check_same_spec(spec, meta.get("spec_hash"), str(store.dir))
-        if shard is not None and tuple(meta.get("shard") or ()) != shard:
+        if tuple(meta.get("shard") or ()) != (shard or ()):
             raise SpecError(f"--resume: {str(store.dir)!r} belongs to shard {meta.get('shard')}, not {shard}")
+        if shard is not None and tuple(meta.get("span") or ()) != shard_span(spec.n_trajectories, shard):
+            raise SpecError(f"--resume: {str(store.dir)!r} was written by an older sweep that split shards by "
+                            "chunks; pass --overwrite to rerun this shard")
         dtype = meta["dtype"]
         chunk_size = meta["chunk"]
         for p in store.verify():
@@ -170,17 +239,18 @@ def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress
         raise SpecError(f"{str(out)!r} has an unfinished run ({store.dir}): pass --resume to continue it or "
                         "--overwrite to start over")
     _set_dtype(dtype)
-    plan = make_plan(spec, chunk_size, dtype)
-    mine = (lambda i: i % shard[1] == shard[0]) if shard else (lambda i: True)
-    todo = [i for i in range(plan.n_chunks) if mine(i)]
+    span = shard_span(spec.n_trajectories, shard)
+    plan = make_plan(spec, chunk_size, dtype, span)
+    todo = list(range(plan.n_chunks))
     check_disk(plan, out, todo_fraction=sum(i not in done for i in todo) / max(1, plan.n_chunks),
                reuse=store.nbytes() if done else 0)
     if not done:
         store.create({"spec_hash": spec.hash(), "spec": spec.to_toml(), "chunk": plan.chunk, "dtype": dtype,
-                      "n_chunks": plan.n_chunks, "shard": list(shard) if shard else None})
+                      "n_chunks": plan.n_chunks, "shard": list(shard) if shard else None,
+                      "span": list(span) if span else None})
     hint = resume_command(out, shard)
     with _Signals() as sig:
-        stats = _execute(plan, store.write, progress, skip=lambda i: i in done or not mine(i), signals=sig,
+        stats = _execute(plan, store.write, progress, skip=lambda i: i in done, signals=sig,
                          resume_hint=hint)
         finished = store.done()
         missing = [i for i in todo if i not in finished]
@@ -236,7 +306,7 @@ def resume_command(out, shard) -> str:
 def result_bytes(plan) -> int:
     """Bytes of the result's grid variables (uncompressed: an upper bound of the netCDF file, and about
     the size of the parts a run keeps until it assembles the file)."""
-    return plan.spec.n_trajectories * bytes_per_trajectory(plan)
+    return plan.n_trajectories * bytes_per_trajectory(plan)
 
 
 def bytes_per_trajectory(plan) -> int:
@@ -281,7 +351,7 @@ def check_disk(plan, out: Path, todo_fraction: float = 1.0, reuse: int = 0) -> d
     parts = int(need * todo_fraction)
     if parts > free:
         raise SpecError(f"--out {str(out)!r}: the run needs about {human_bytes(parts)} for its parts "
-                        f"({plan.spec.n_trajectories:,} trajectories x {bytes_per_trajectory(plan)} B) and then up to "
+                        f"({plan.n_trajectories:,} trajectories x {bytes_per_trajectory(plan)} B) and then up to "
                         f"{human_bytes(need)} for the file, but only {human_bytes(free)} is free in {str(anc)!r}; "
                         "free space, choose another --out, or run fewer trajectories (--shard I/N on other disks)")
     return {"bytes": need, "free": free, "dir": str(anc), "tight": parts + need > free + reuse}
@@ -468,7 +538,9 @@ def _execute(plan, sink, progress, skip=None, signals: _Signals | None = None, r
     """Run the chunks with a progress display; a signal stops after the current chunk (``_Signals``)."""
     total = plan.spec.n_trajectories
     if skip is not None:
-        total = sum(min(plan.chunk, g.size - start) for i, (g, start) in enumerate(chunk_starts(plan)) if not skip(i))
+        total = sum(chunk_valid(plan, g, start) for i, (g, start) in enumerate(chunk_starts(plan)) if not skip(i))
+    elif plan.span is not None:
+        total = plan.n_trajectories
     bar = _Progress(progress, total, f"sweep x{plan.spec.train['steps']} steps", "traj",
                     steps=plan.spec.train["steps"])
     if signals is not None:
