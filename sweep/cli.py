@@ -21,6 +21,7 @@ EXAMPLES = {
             "  sweep plot r.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png",
     "merge": "example:\n  for i in 0 1 2 3; do sweep run spec.toml --shard $i/4 --out part$i.nc; done\n"
              "  sweep merge part*.nc -o result.nc",
+    "status": "example:\n  sweep status parts/            # or: sweep status parts/part*.nc, sweep status results/big.nc",
     "refine": "example:\n  sweep refine experiments/quartic_basin.toml --x x0 --y lr --levels 6 --var diverged "
               "-o results/quartic_refined.nc",
     "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
@@ -131,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("parts", nargs="+", help="part files written by sweep run --shard I/N")
     m.add_argument("-o", "--out", required=True, help="merged netCDF output")
     m.add_argument("--overwrite", action="store_true")
+    m.add_argument("--partial", action="store_true", help="merge the parts there are (by default missing shards "
+                   "are refused and named); their trajectories get outcome -1 and NaN")
+
+    st = sub.add_parser("status", help="which shards / chunks of a sweep are done or missing, and the commands "
+                        "that finish it (exit 0: complete, 1: work left)", epilog=EXAMPLES["status"],
+                        formatter_class=fmt)
+    st.add_argument("paths", nargs="+", metavar="OUT_OR_PARTS", help="the run's output, its part files, or a folder "
+                    "of them")
 
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             _parser().print_help()
             return 0
-        return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "status": cmd_status, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -192,7 +201,8 @@ def _summary_line(ds) -> str:
 
     codes, counts = np.unique(np.asarray(ds["outcome"]), return_counts=True)
     n = counts.sum()
-    return ", ".join(f"{Outcome(c).name.lower()} {k / n:.1%}" for c, k in zip(codes, counts))
+    name = lambda c: Outcome(c).name.lower() if 0 <= c <= max(Outcome) else "not run"  # noqa: E731 (-1: merge --partial)
+    return ", ".join(f"{name(c)} {k / n:.1%}" for c, k in zip(codes, counts))
 
 
 def _plan_line(spec, plan, out) -> str:
@@ -315,9 +325,18 @@ def cmd_refine(args) -> int:
 def cmd_merge(args) -> int:
     from .merge import merge
 
-    ds = merge(args.parts, args.out, overwrite=args.overwrite)
-    print(f"merged {len(args.parts)} parts into {args.out}: {_summary_line(ds)}")
+    ds = merge(args.parts, args.out, overwrite=args.overwrite, partial=args.partial)
+    print(f"merged {len(args.parts)} parts into {args.out}: {_summary_line(ds)}"
+          + (f" (partial: shards {ds.attrs['missing_shards']})" if "missing_shards" in ds.attrs else ""))
     return 0
+
+
+def cmd_status(args) -> int:
+    from .status import status
+
+    lines, complete = status(args.paths)
+    print("\n".join(lines))
+    return 0 if complete else 1
 
 
 def cmd_demo(args) -> int:

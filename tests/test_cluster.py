@@ -197,3 +197,47 @@ def test_shard_auto_cli(tmp_path, monkeypatch, capsys, single):
         assert (int(ds.attrs["shard"]), int(ds.attrs["n_shards"])) == (1, 2)
     m = merge([tmp_path / "p1.nc", tmp_path / "p2.nc"], tmp_path / "m.nc").load()
     xr.testing.assert_identical(single.drop_attrs(), m.drop_attrs())
+
+
+# --------------------------------------------------------------------------- sweep status
+
+def test_status_names_missing_shards_and_the_commands(tmp_path, capsys):
+    d = tmp_path / "parts"
+    d.mkdir()
+    for i in (0, 2):
+        sweep.run(SPEC, out=d / f"part{i}.nc", shard=f"{i}/4", progress=False)
+    other = {**SPEC, "train": {"steps": 7}}
+    sweep.run(other, out=tmp_path / "stray.nc", shard="0/2", progress=False)
+    assert main(["status", str(d), str(tmp_path / "stray.nc")]) == 1
+    out = capsys.readouterr().out
+    assert "4 shards: done 0, 2 (2/4" in out and "missing 1, 3" in out
+    assert f"sweep run SPEC --shard 1/4 --out {d / 'part1.nc'}" in out
+    assert f"sweep run SPEC --shard 3/4 --out {d / 'part3.nc'}" in out
+    assert "another spec" in out and "stray.nc" in out
+    assert main(["merge", str(d / "part0.nc"), str(d / "part2.nc"), "-o", str(tmp_path / "m.nc")]) == 2
+    assert "shard(s) 1, 3 of 4 missing" in capsys.readouterr().err
+    for i in (1, 3):  # the printed commands, run as printed (SPEC -> the spec), finish the job
+        spec = tmp_path / "s.toml"
+        spec.write_text(parse_spec(SPEC).to_toml())
+        cmd = next(line.strip() for line in out.splitlines() if f"--shard {i}/4" in line)
+        assert main(cmd.replace("SPEC", str(spec)).split()[1:] + ["-q"]) == 0
+    assert main(["status", str(d)]) == 0
+    out = capsys.readouterr().out
+    merge_cmd = next(line.split(":", 1)[1].strip() for line in out.splitlines() if "sweep merge" in line)
+    assert main(merge_cmd.split()[1:]) == 0
+
+
+def test_status_of_an_interrupted_run_and_a_complete_one(tmp_path, capsys):
+    out = tmp_path / "r.nc"
+    sweep.run(SPEC, out=out, chunk_size=4, progress=False)
+    assert main(["status", str(out)]) == 0
+    assert "complete" in capsys.readouterr().out
+    # an unfinished run: its parts folder with some chunks (the store of a run killed half-way)
+    from sweep.store import PartStore
+
+    st = PartStore(tmp_path / "u.nc")
+    st.create({"spec_hash": parse_spec(SPEC).hash(), "chunk": 4, "n_chunks": 4, "shard": None})
+    st.write(0, np.arange(4), {"outcome": np.zeros(4, np.int8)})
+    assert main(["status", str(tmp_path / "u.nc")]) == 1
+    text = capsys.readouterr().out
+    assert "1/4 chunks done" in text and f"sweep run SPEC --out {tmp_path / 'u.nc'} --resume" in text
