@@ -432,6 +432,31 @@ def _probe(spec: Spec, plan) -> dict:
             "eta_s": plan.n_compiles * compile_s + plan.n_chunks * per_chunk}
 
 
+DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def start_distributed(env=None) -> tuple[int, int] | None:
+    """``sweep run --distributed``: ``jax.distributed.initialize()`` (JAX's auto-detection: SLURM, Open
+    MPI, Cloud TPU, ...; or ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID``); returns this process's shard (process_index, process_count), None for one process."""
+    env = os.environ if env is None else env
+    kw = {}
+    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        if env.get(name, "").strip():
+            try:
+                kw[key] = int(env[name])
+            except ValueError:
+                raise SpecError(f"--distributed: {name}={env[name]!r} is not an integer") from None
+    try:
+        jax.distributed.initialize(**kw)
+    except (RuntimeError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        raise SpecError(f"--distributed: jax.distributed.initialize() failed ({msg[:300]}); run under SLURM "
+                        "(srun), Open MPI or a Cloud TPU pod, or set JAX_COORDINATOR_ADDRESS=host:port, "
+                        "JAX_NUM_PROCESSES and JAX_PROCESS_ID in every process") from None
+    return (jax.process_index(), jax.process_count()) if jax.process_count() > 1 else None
+
+
 def distributed_part_path(out, shard: tuple[int, int]) -> Path:
     """``result.nc`` -> ``result.part0of4.nc``: the part file of one process of a multi-host run."""
     p = Path(out)

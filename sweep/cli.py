@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue an interrupted run of the same spec")
     r.add_argument("--shard", metavar="I/N", help="run shard I of N (e.g. a SLURM array task) and write a part file "
                    "for 'sweep merge'")
+    r.add_argument("--distributed", action="store_true", help="one process of a multi-process run: calls "
+                   "jax.distributed.initialize() (auto-detected under SLURM, Open MPI, Cloud TPU; else set "
+                   "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); each process writes OUT.partIofN.nc")
     r.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
     r.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
@@ -217,17 +220,27 @@ def cmd_run(args) -> int:
     from .engine import make_plan
     from .io import check_writable
 
+    if args.distributed and args.shard:
+        raise SpecError("--distributed with --shard: choose one (under --distributed each process runs shard "
+                        "process_index/process_count)")
     spec = parse_spec(args.spec, args.set)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
     shard = parse_shard(args.shard)
     out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    if args.distributed and not args.dry_run:
+        from .api import distributed_part_path, start_distributed
+
+        shard = start_distributed()
+        out = str(distributed_part_path(out, shard)) if shard else out
     if args.dry_run:
         return _print_plan(spec, out, args.chunk_size, args.dtype, probe=True, where=args.spec)
     check_writable(out, overwrite=args.overwrite, resume=args.resume)
     if not args.quiet:
-        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out)
-              + (f" (shard {shard[0]}/{shard[1]})" if shard else ""), file=sys.stderr)
+        from .api import shard_span
+
+        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype, shard_span(spec.n_trajectories, shard)),
+                         out) + (f" (shard {shard[0]}/{shard[1]})" if shard else ""), file=sys.stderr)
     progress = False if args.quiet else (True if args.progress else None)
     t = time.perf_counter()
     try:

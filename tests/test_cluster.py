@@ -241,3 +241,56 @@ def test_status_of_an_interrupted_run_and_a_complete_one(tmp_path, capsys):
     assert main(["status", str(tmp_path / "u.nc")]) == 1
     text = capsys.readouterr().out
     assert "1/4 chunks done" in text and f"sweep run SPEC --out {tmp_path / 'u.nc'} --resume" in text
+
+
+# --------------------------------------------------------------------------- jax.distributed
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_two_processes_merge_identical(tmp_path, single):
+    """The README's recipe on one machine: 2 processes (2 and 1 CPU devices), a coordinator on 127.0.0.1."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(parse_spec(SPEC).to_toml())
+    port = _free_port()
+    procs = []
+    for pid, devices in ((0, "2"), (1, "1")):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_NO_CACHE": "1", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
+               "SWEEP_CPU_DEVICES": devices, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", str(spec), "--out",
+                                       str(tmp_path / "big.nc"), "--distributed", "-q"], env=env, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        results = [p.communicate(timeout=150) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    parts = sorted(tmp_path.glob("big.part*of2.nc"))
+    assert [p.name for p in parts] == ["big.part0of2.nc", "big.part1of2.nc"]
+    assert not (tmp_path / "big.nc").exists()
+    m = merge(parts, tmp_path / "big.nc").load()
+    xr.testing.assert_identical(single.drop_attrs(), m.drop_attrs())
+
+
+def test_multi_process_run_needs_out(monkeypatch):
+    monkeypatch.setattr(sweep.api.jax, "process_count", lambda: 2)
+    with pytest.raises(sweep.SpecError, match="multi-process run .* needs out"):
+        sweep.run(SPEC, progress=False)
+
+
+def test_distributed_refuses_shard_and_reports_a_failed_start(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text(parse_spec(SPEC).to_toml())
+    assert main(["run", str(spec), "--distributed", "--shard", "0/2", "--out", str(tmp_path / "r.nc")]) == 2
+    assert "--distributed with --shard" in capsys.readouterr().err
+    r = _cli(["run", str(spec), "--distributed", "--out", str(tmp_path / "r.nc")],
+             env={"JAX_NUM_PROCESSES": "two", "JAX_COORDINATOR_ADDRESS": "127.0.0.1:1"})
+    assert r.returncode == 2 and "JAX_NUM_PROCESSES='two'" in r.stderr
