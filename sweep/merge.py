@@ -177,6 +177,26 @@ def _check_parts(opened: list[tuple[str, xr.Dataset]], partial: bool) -> None:
                             f"incomplete or damaged: rerun it with --shard {i}/{n} --overwrite")
 
 
+def _check_device_counts(opened, plan) -> None:
+    """On CPU, the vmap layout's blocked products (networks) compile differently for a one-device
+    client: parts made on one device and on several cannot be joined bit for bit (README, Reproducible)."""
+    from .engine import _static_key, vmap_block
+
+    if str(opened[0][1].attrs.get("backend")) != "cpu":
+        return
+    one = {name: int(ds.attrs.get("device_count", 0)) == 1 for name, ds in opened
+           if int(ds.sizes.get(PART_DIM, 0))}
+    if len(set(one.values())) < 2:
+        return
+    if not any(vmap_block(plan, g) for g in {_static_key(plan, g): g for g in plan.groups}.values()):
+        return  # elementwise problems: the same bits on any number of devices
+    a = next(n for n, v in one.items() if v)
+    b = next(n for n, v in one.items() if not v)
+    raise SpecError(f"merge: {a!r} ran on one CPU device (device_count = 1) but {b!r} on several; this problem's "
+                    "blocked matrix products compile differently on one device, so their bits differ: rerun "
+                    f"{a!r}'s shard with SWEEP_CPU_DEVICES=2")
+
+
 def _ranges(ids: list[int]) -> str:
     """[0, 1, 2, 5] -> '0-2, 5'."""
     out, start = [], None
@@ -226,6 +246,7 @@ def _merge(opened, out: Path, overwrite: bool, partial: bool) -> xr.Dataset:
 
     _set_dtype(attrs.get("dtype", "float32"))
     plan = make_plan(spec, int(first.attrs["part_chunk_size"]), attrs.get("dtype", "float32"))
+    _check_device_counts(opened, plan)
     metrics = metric_attrs(plan)
     # every attribute a part carries, over the ones the schema gives (older part files dropped metrics' ones)
     var_specs = {k: {"dtype": found[k].dtype,

@@ -294,3 +294,20 @@ def test_distributed_refuses_shard_and_reports_a_failed_start(tmp_path, capsys):
     r = _cli(["run", str(spec), "--distributed", "--out", str(tmp_path / "r.nc")],
              env={"JAX_NUM_PROCESSES": "two", "JAX_COORDINATOR_ADDRESS": "127.0.0.1:1"})
     assert r.returncode == 2 and "JAX_NUM_PROCESSES='two'" in r.stderr
+
+
+def test_merge_refuses_one_device_and_several_for_networks(tmp_path):
+    """Networks' blocked products differ in the last bits on one CPU device (README): such parts are refused."""
+    spec = {"problem": {"name": "mlp", "widths": [4], "data": {"n": 16}}, "train": {"steps": 5},
+            "axes": {"seed": [0, 1, 2, 3]}}
+    parts = [tmp_path / f"p{i}.nc" for i in range(2)]
+    for i, p in enumerate(parts):
+        sweep.run(spec, out=p, shard=f"{i}/2", progress=False)
+    for p, count in zip(parts, (1, 2)):
+        with netCDF4.Dataset(p, "a") as nc:
+            nc.setncattr("device_count", count)
+    with pytest.raises(sweep.SpecError, match=r"p0\.nc.*one CPU device.*p1\.nc.*SWEEP_CPU_DEVICES=2"):
+        merge(parts, tmp_path / "m.nc")
+    with netCDF4.Dataset(parts[0], "a") as nc:
+        nc.setncattr("device_count", 4)
+    assert merge(parts, tmp_path / "m.nc").sizes["seed"] == 4
