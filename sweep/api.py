@@ -432,16 +432,19 @@ def _probe(spec: Spec, plan) -> dict:
             "eta_s": plan.n_compiles * compile_s + plan.n_chunks * per_chunk}
 
 
-DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+DISTRIBUTED_TIMEOUT_ENV = "SWEEP_DISTRIBUTED_TIMEOUT"  # seconds to wait for every process to join (JAX: 300)
 
 
 def start_distributed(env=None) -> tuple[int, int] | None:
     """``sweep run --distributed``: ``jax.distributed.initialize()`` (JAX's auto-detection: SLURM, Open
     MPI, Cloud TPU, ...; or ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID``); returns this process's shard (process_index, process_count), None for one process."""
+    ``JAX_PROCESS_ID``); returns this process's shard (process_index, process_count), None for one process.
+    ``SWEEP_DISTRIBUTED_TIMEOUT`` (seconds, JAX's default 300): how long a process waits for the others to
+    join; one that dies before joining makes the others exit non-zero after it."""
     env = os.environ if env is None else env
     kw = {}
-    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id"),
+                      (DISTRIBUTED_TIMEOUT_ENV, "initialization_timeout")):
         if env.get(name, "").strip():
             try:
                 kw[key] = int(env[name])

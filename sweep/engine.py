@@ -125,7 +125,7 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
 CPU_CHUNK_PER_DEVICE = 8192  # best of the scan in benchmarks/RESULTS.md (flat within ~10% from 4,096 to 16,384)
 
 
-MIN_CHUNK_PER_DEVICE = 4  # automatic chunks: at least this many per device (1 per device changes adam's last bits)
+MIN_CHUNK_PER_DEVICE = 2  # trajectories per device in a chunk, at least (1 per device changes adam's last bits)
 
 
 VMAP_BLOCKS_PER_CHUNK = 16  # CPU, vmap layout: blocks per device per chunk (B: 512 per device, 1.4x the 2,048 of a 4,096 chunk)
@@ -202,12 +202,11 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
             block = vmap_block(provisional, groups[0])
             if block:  # the vmap layout: a chunk's states stay in cache too
                 chunk = min(chunk, VMAP_BLOCKS_PER_CHUNK * block * len(local_devices()))
-    auto = not (chunk_size or spec.run["chunk_size"])
     chunk = int(chunk)
     chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
     n_dev = len(local_devices())
-    if auto:  # XLA compiles a batch of one per device differently (other bits): never fewer than a few
-        chunk = max(chunk, MIN_CHUNK_PER_DEVICE * n_dev)
+    # XLA compiles a batch of one per device differently (other last bits): never fewer than two
+    chunk = max(chunk, MIN_CHUNK_PER_DEVICE * n_dev)
     chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count: equal shares
     plan = Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype,
                 None if span is None else tuple(span))

@@ -311,3 +311,57 @@ def test_merge_refuses_one_device_and_several_for_networks(tmp_path):
     with netCDF4.Dataset(parts[0], "a") as nc:
         nc.setncattr("device_count", 4)
     assert merge(parts, tmp_path / "m.nc").sizes["seed"] == 4
+
+
+def test_an_interrupted_shard_resumes_and_merges(tmp_path, monkeypatch, single):
+    from sweep.store import PartStore
+
+    real = PartStore.write
+    calls = {"n": 0}
+
+    def write_then_die(self, i, index, res):
+        real(self, i, index, res)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("killed")
+
+    parts = [tmp_path / f"p{i}.nc" for i in range(2)]
+    monkeypatch.setattr(PartStore, "write", write_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        sweep.run(SPEC, out=parts[1], shard="1/2", chunk_size=2, progress=False)
+    monkeypatch.setattr(PartStore, "write", real)
+    assert len(PartStore(parts[1]).done()) == 1
+    with pytest.raises(sweep.SpecError, match="belongs to shard"):
+        sweep.run(SPEC, out=parts[1], shard="0/2", resume=True, progress=False)
+    sweep.run(SPEC, out=parts[1], shard="1/2", resume=True, progress=False)
+    sweep.run(SPEC, out=parts[0], shard="0/2", progress=False)
+    xr.testing.assert_identical(single.drop_attrs(), merge(parts, tmp_path / "m.nc").load().drop_attrs())
+
+
+@pytest.mark.slow
+def test_distributed_peer_killed_before_joining_fails_the_other_in_bounded_time(tmp_path):
+    """Process 1 is SIGKILLed at once: process 0 must not wait forever (SWEEP_DISTRIBUTED_TIMEOUT) and exits non-zero."""
+    import time
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(parse_spec(SPEC).to_toml())
+    port = _free_port()
+    procs = []
+    for pid in (0, 1):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEP_NO_CACHE": "1", "JAX_PLATFORMS": "cpu",
+               "SWEEP_CPU_DEVICES": "1", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+               "JAX_PROCESS_ID": str(pid), "SWEEP_DISTRIBUTED_TIMEOUT": "5"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "sweep.cli", "run", str(spec), "--out",
+                                       str(tmp_path / "big.nc"), "--distributed", "-q"], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    t0 = time.monotonic()
+    procs[1].kill()
+    try:
+        _, err = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode != 0, err
+    assert time.monotonic() - t0 < 120
+    assert not list(tmp_path.glob("big.part*"))
