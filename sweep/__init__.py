@@ -1,18 +1,41 @@
-"""sweep: train millions of tiny networks at once and map how each run ended."""
+"""sweep: train millions of tiny networks at once and map how each run ended.
+
+``import sweep`` registers the ``ds.sweep`` accessor and asks JAX (not yet started) for one CPU
+device per core; the public names below are imported on first use, so that a tool that only
+needs a little of sweep (``sweep --help``) does not pay for importing JAX.
+"""
 __version__ = "0.1.0"
+
+import importlib as _importlib
 
 from .cores import use_all_cores as _use_all_cores
 
 _use_all_cores()  # before anything starts JAX
 
-from . import accessor as _accessor  # registers ds.sweep
-from .analysis import (boundary as boundary, fractal_dimension as fractal_dimension, fractions as fractions,
-                       outcomes as outcomes, summary as summary, uncertainty_exponent as uncertainty_exponent)
-from .api import run as run
-from .merge import merge as merge
-from .refine import refine as refine
-from .config import Spec as Spec, SpecError as SpecError, parse_spec as parse_spec
-from .io import load as load, save as save
-from .outcomes import Outcome as Outcome, Thresholds as Thresholds
+from . import accessor as _accessor  # noqa: E402  registers ds.sweep (the analysis is imported on first use)
 
-__all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "boundary", "fractal_dimension", "uncertainty_exponent", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds", "__version__"]
+_EXPORTS = {
+    "run": "api", "merge": "merge", "refine": "refine",
+    "outcomes": "analysis", "summary": "analysis", "fractions": "analysis", "boundary": "analysis",
+    "fractal_dimension": "analysis", "uncertainty_exponent": "analysis",
+    "basin_entropy": "dynamics", "fractal_test": "dynamics", "wada": "dynamics", "tipping": "dynamics",
+    "Spec": "config", "SpecError": "config", "parse_spec": "config",
+    "load": "io", "save": "io",
+    "Outcome": "outcomes", "Thresholds": "outcomes",
+}
+
+__all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "boundary", "fractal_dimension",
+           "uncertainty_exponent", "basin_entropy", "fractal_test", "wada", "tipping", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds",
+           "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(_importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,16 +1,16 @@
 """``ds.sweep.*``: the analysis and plot functions as methods of result Datasets.
 
 Importing this module registers the accessor. Every method only forwards to the function of
-the same name in ``sweep.analysis`` or ``sweep.plot`` with the Dataset as first argument;
+the same name in ``sweep.analysis``, ``sweep.dynamics`` or ``sweep.plot`` with the Dataset as first argument;
 see those for arguments and return values.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import types
 
 import xarray as xr
-
-from . import analysis, plot
 
 
 def _forward(func):
@@ -30,6 +30,15 @@ def _forward(func):
     return method
 
 
+_METHODS = {  # method -> the module of the function it forwards to (imported on first use: it imports JAX)
+    "outcomes": "analysis", "summary": "analysis", "fractions": "analysis", "boundary": "analysis",
+    "fractal_dimension": "analysis", "uncertainty_exponent": "analysis",
+    "basin_entropy": "dynamics", "fractal_test": "dynamics", "wada": "dynamics", "tipping": "dynamics",
+    "tipping_plot": "plot", "basin_map": "plot", "convergence_map": "plot", "fractions_plot": "plot", "boundary_plot": "plot",
+    "trajectories": "plot", "loss_curves": "plot",
+}
+
+
 @xr.register_dataset_accessor("sweep")
 class SweepAccessor:
     """Analysis and plots of a sweep result: ``ds.sweep.fractions()``, ``ds.sweep.basin_map(
@@ -38,15 +47,12 @@ class SweepAccessor:
     def __init__(self, ds: xr.Dataset):
         self._ds = ds
 
-    outcomes = _forward(analysis.outcomes)
-    summary = _forward(analysis.summary)
-    fractions = _forward(analysis.fractions)
-    boundary = _forward(analysis.boundary)
-    fractal_dimension = _forward(analysis.fractal_dimension)
-    uncertainty_exponent = _forward(analysis.uncertainty_exponent)
-    basin_map = _forward(plot.basin_map)
-    convergence_map = _forward(plot.convergence_map)
-    fractions_plot = _forward(plot.fractions_plot)
-    boundary_plot = _forward(plot.boundary_plot)
-    trajectories = _forward(plot.trajectories)
-    loss_curves = _forward(plot.loss_curves)
+    def __getattr__(self, name: str):
+        module = _METHODS.get(name)
+        if module is None:
+            raise AttributeError(f"ds.sweep has no method {name!r}; methods: {', '.join(_METHODS)}")
+        func = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return types.MethodType(_forward(func), self)
+
+    def __dir__(self):
+        return sorted(set(object.__dir__(self)) | set(_METHODS))

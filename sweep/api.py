@@ -13,9 +13,13 @@ import jax
 import numpy as np
 import xarray as xr
 
+from . import cores
+
+cores.settle()  # JAX has read the CPU device count sweep asked for
+
 from .config import Spec, SpecError, parse_spec
 from .engine import chunk_starts, chunk_valid, execute, make_plan, metric_attrs, recorded_indices, run_recorded
-from .io import (check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
+from .io import (StorageError, check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
                  var_attrs)
 from .lock import OutputLock
 from .store import DamagedPart, PartStore, assemble
@@ -285,6 +289,9 @@ def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress
         except DamagedPart as e:
             e.path.unlink(missing_ok=True)
             raise DamagedPart(f"{e}: deleted; recompute it with  {hint}", e.path) from None
+        except StorageError as e:
+            raise StorageError(f"{e}; the finished chunks are kept in {str(store.dir)!r}: once the cause is "
+                               f"fixed, resume with  {hint}") from None
     store.remove()
     return load(out)
 

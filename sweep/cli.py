@@ -10,20 +10,27 @@ import sys
 import time
 from pathlib import Path
 
-EXAMPLES = {
-    "run": "example:\n  sweep run experiments/seed000_relu_neuron.toml --out results/relu.nc\n"
-           "  sweep run spec.toml --out r.nc --set train.steps=500 --set 'axes.lr=[0.1, 1.0]'",
-    "plan": "example:\n  sweep plan experiments/quickstart.toml --out results/quick.nc\n"
-            "  sweep run experiments/quickstart.toml --out results/quick.nc --dry-run",
-    "demo": "example:\n  sweep demo --out sweep_demo",
-    "info": "example:\n  sweep info results/relu.nc",
-    "plot": "example:\n  sweep plot results/relu.nc --x w0 --y b0 -o relu.png\n"
-            "  sweep plot r.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png",
-    "merge": "example:\n  for i in 0 1 2 3; do sweep run spec.toml --shard $i/4 --out part$i.nc; done\n"
-             "  sweep merge part*.nc -o result.nc",
-    "status": "example:\n  sweep status parts/            # or: sweep status parts/part*.nc, sweep status results/big.nc",
+EXAMPLES = {  # tests/test_cli.py runs every line (in this order of verbs), so they must all work
+    "run": "example:\n"
+           "  sweep run experiments/quickstart.toml --out results/quick.nc\n"
+           "  sweep run experiments/quickstart.toml --out results/quick.nc --resume    # after Ctrl-C, SIGTERM, kill\n"
+           "  sweep run experiments/quickstart.toml --out q2.nc --set train.steps=500 --set 'axes.optimizer=[\"adam\"]'\n"
+           "  sweep run experiments/quickstart.toml --dry-run                         # the plan only",
+    "plan": "example:\n  sweep plan experiments/quickstart.toml --out results/quick.nc",
+    "info": "example:\n  sweep info results/quick.nc\n  sweep info results/quick.nc --check --spec",
+    "plot": "example:\n"
+            "  sweep plot results/quick.nc --x w0 --y b0 --facet optimizer -o quick.png\n"
+            "  sweep plot results/quick.nc --x w0 --y b0 --facet optimizer --kind convergence -o conv.png\n"
+            "  sweep plot results/quick.nc --x w0 --y b0 --sel optimizer=adam -o plots/adam.png\n"
+            "  sweep plot results/quick.nc --x w0 --sel b0=0.5 --kind fractions -o plots/fractions.png",
+    "merge": "example: one run per shard (e.g. one per SLURM array task), then one merge:\n"
+             "  sweep run experiments/quickstart.toml --shard 0/2 --out parts/part0.nc\n"
+             "  sweep run experiments/quickstart.toml --shard 1/2 --out parts/part1.nc\n"
+             "  sweep merge parts/part*.nc -o results/merged.nc",
+    "status": "example:\n  sweep status parts/              # which shards are done, and the commands for the rest",
     "refine": "example:\n  sweep refine experiments/quartic_basin.toml --x x0 --y lr --levels 6 --var diverged "
               "-o results/quartic_refined.nc",
+    "demo": "example:\n  sweep demo --out sweep_demo",
     "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
 }
 
@@ -59,8 +66,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="sweep", description="Train millions of tiny networks at once; map how each run ended.",
                 epilog="run 'sweep VERB --help' for each verb's options and an example")
+    p.add_argument("--version", action="version", version=f"sweep {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -114,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--kind", default="basin", choices=("basin", "convergence", "fractions", "boundary",
                                                          "trajectories", "loss"))
     pl.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
-                    help="select one value of another dimension (repeatable)")
+                    help="select one value of another dimension (repeatable); a number outside the axis's range is "
+                         "refused (exit 2), one between grid values draws the nearest (said on stderr and in the "
+                         "title)")
     pl.add_argument("-o", "--output", help="image file (.png, .svg, .pdf); default: beside the result")
     pl.add_argument("--overwrite", action="store_true")
 
@@ -150,15 +162,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the verbs import what they need (JAX is imported only by verbs that compute): --help and
+    # --version answer without importing JAX
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    if args.verb is None:
+        _parser().print_help()
+        return 0
     from .config import SpecError
     from .io import StorageError
 
     try:
-        args = _parser().parse_args(argv)
-        if args.verb is None:
-            _parser().print_help()
-            return 0
-        return {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "status": cmd_status, "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "list": cmd_list}[args.verb](args)
+        return VERBS[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -218,7 +236,7 @@ def cmd_run(args) -> int:
     from .api import Interrupted, parse_shard, run
     from .config import SpecError, parse_spec
     from .engine import make_plan
-    from .io import check_writable
+    from .io import StorageError, check_writable
 
     if args.distributed and args.shard:
         raise SpecError("--distributed with --shard: choose one (under --distributed each process runs shard "
@@ -247,13 +265,16 @@ def cmd_run(args) -> int:
         ds = run(spec, out=out, overwrite=args.overwrite, resume=args.resume, chunk_size=args.chunk_size,
                  dtype=args.dtype, progress=progress, shard=shard)
     except Interrupted as e:
-        print(str(e).replace("SPEC", args.spec), file=sys.stderr)
+        print(str(e).replace("sweep run SPEC ", f"sweep run {args.spec} "), file=sys.stderr)
         return 128 + e.signum
+    except StorageError as e:
+        raise StorageError(str(e).replace("sweep run SPEC ", f"sweep run {args.spec} ")) from None
     if not args.quiet:
         wall = time.perf_counter() - t
         print(f"wrote {out} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)",
               file=sys.stderr)
         print(f"outcomes: {_summary_line(ds)}", file=sys.stderr)
+    ds.close()  # no handle left open in this process (a second HDF5 handle on one file is fragile)
     return 0
 
 
@@ -341,6 +362,7 @@ def cmd_merge(args) -> int:
     ds = merge(args.parts, args.out, overwrite=args.overwrite, partial=args.partial)
     print(f"merged {len(args.parts)} parts into {args.out}: {_summary_line(ds)}"
           + (f" (partial: shards {ds.attrs['missing_shards']})" if "missing_shards" in ds.attrs else ""))
+    ds.close()
     return 0
 
 
@@ -378,6 +400,7 @@ def cmd_demo(args) -> int:
     save(getattr(fig, "figure", fig), png)
     print(f"wrote {nc} and {png} in {wall:.1f} s ({ds.attrs['trajectory_steps_per_s'] / 1e6:.2f} M trajectory-steps/s)")
     print(f"outcomes: {_summary_line(ds)}")
+    ds.close()
     return 0
 
 
@@ -401,10 +424,10 @@ def cmd_info(args) -> int:
             print(f"{k}: {ds.attrs[k]}")
     if args.spec:
         print(ds.attrs.get("spec", ""))
+    ds.close()
     if args.check:
         from .io import check_file
 
-        ds.close()
         bad = check_file(args.path)
         for name, err in bad:
             print(f"damaged: variable {name!r} of {args.path} cannot be read ({err})", file=sys.stderr)
@@ -420,7 +443,20 @@ def cmd_plot(args) -> int:
     from . import plot
     from .config import SpecError
 
-    ds = _open_result(args.path)
+    ds = opened = _open_result(args.path)
+    try:
+        return _plot(args, ds)
+    finally:
+        opened.close()  # ds below is a selection of it; closing that would leave the file open
+
+
+def _plot(args, ds) -> int:
+    from . import plot
+    from .config import SpecError
+
+    if args.kind in ("trajectories", "loss") and "rec_loss" not in ds:
+        raise SpecError(f"--kind {args.kind}: {args.path} has no recorded trajectories (no rec_loss); record some "
+                        "with a [record] section in the spec, e.g. [record] stride = 8, and run it again")
     for item in args.sel:
         if "=" not in item:
             raise SpecError(f"--sel {item!r}: expected DIM=VALUE, e.g. --sel lr=0.1")
@@ -430,19 +466,29 @@ def cmd_plot(args) -> int:
                             f"dimensions: {', '.join(ds.dims)}")
         coord = ds[dim]
         shown = ", ".join(map(str, coord.values[:6])) + (", ..." if coord.size > 6 else "")
-        if coord.dtype.kind in "US":
-            if val not in set(coord.values.tolist()):
-                raise SpecError(f"--sel {dim}={val}: not a value of {dim}{_did_you_mean(val, coord.values)}; "
+        if coord.dtype.kind in "USO":
+            values = [v.decode() if isinstance(v, bytes) else str(v) for v in coord.values.tolist()]
+            if val not in values:
+                raise SpecError(f"--sel {dim}={val}: not a value of {dim}{_did_you_mean(val, values)}; "
                                 f"values: {shown}")
-            sel = val
-        else:
-            try:
-                sel = float(val)
-            except ValueError:
-                raise SpecError(f"--sel {dim}={val}: {dim} is numeric; give a number (values: {shown})") from None
-        ds = ds.sel({dim: sel}, method=None if coord.dtype.kind in "US" else "nearest")
+            ds = ds.isel({dim: values.index(val)})
+            continue
+        try:
+            sel = float(val)
+        except ValueError:
+            raise SpecError(f"--sel {dim}={val}: {dim} is numeric; give a number (values: {shown})") from None
+        lo, hi = float(coord.min()), float(coord.max())
+        slack = 1e-9 * max(abs(lo), abs(hi), 1e-300)
+        if not lo - slack <= sel <= hi + slack:
+            raise SpecError(f"--sel {dim}={val}: outside the values of {dim}, which span [{lo:g}, {hi:g}]; "
+                            f"give a value in that range (the nearest grid value is drawn)")
+        ds = ds.sel({dim: sel}, method="nearest")
+        got = float(ds[dim].values)
+        if got != sel:
+            print(f"--sel {dim}={val}: not a grid value; drawing the nearest, {dim} = {got:g} (in the title)",
+                  file=sys.stderr)
     for name, flag in ((args.x, "--x"), (args.y, "--y"), (args.facet, "--facet")):
-        if name is not None and name not in ds.dims and args.kind not in ("trajectories",):
+        if name is not None and name not in ds.dims and args.kind not in ("trajectories", "loss"):
             raise SpecError(f"{flag} {name}: not a dimension of {args.path}{_did_you_mean(name, ds.dims)}; "
                             f"dimensions: {', '.join(ds.dims)}")
     if args.var not in ds:
@@ -450,6 +496,8 @@ def cmd_plot(args) -> int:
                         f"variables: {', '.join(ds.data_vars)}")
     if args.kind in ("basin", "convergence", "boundary") and args.y is None:
         raise SpecError(f"--kind {args.kind} needs --y (a second dimension)")
+    if args.facet is not None and args.kind not in ("basin", "convergence"):
+        raise SpecError(f"--facet: only --kind basin and --kind convergence draw facets, not --kind {args.kind}")
     out = Path(args.output or Path(args.path).with_suffix(f".{args.kind}.png"))
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise SpecError(f"-o {str(out)!r}: the image must end in .png, .svg or .pdf")
@@ -466,7 +514,7 @@ def cmd_plot(args) -> int:
     if args.kind == "basin":
         art = plot.basin_map(ds, args.x, args.y, facet=args.facet, var=args.var)
     elif args.kind == "convergence":
-        art = plot.convergence_map(ds, args.x, args.y)
+        art = plot.convergence_map(ds, args.x, args.y, facet=args.facet)
     elif args.kind == "boundary":
         art = plot.boundary_plot(ds, args.x, args.y)
     elif args.kind == "fractions":
@@ -475,7 +523,14 @@ def cmd_plot(args) -> int:
         art = plot.trajectories(ds, x=args.x, y=args.y or "b")
     else:
         art = plot.loss_curves(ds)
-    plot.save(getattr(art, "figure", art), out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        plot.save(getattr(art, "figure", art), out)
+    except OSError as e:
+        from .io import StorageError
+        from .store import write_error
+
+        raise StorageError(write_error(out, e)) from None
     print(f"wrote {out}")
     return 0
 
@@ -504,6 +559,11 @@ def cmd_list(args) -> int:
     for o in Outcome:
         print(f"  {int(o)} {o.name.lower():12s} {MESSAGES[o]}")
     return 0
+
+
+VERBS = {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "status": cmd_status,
+         "demo": cmd_demo,
+         "info": cmd_info, "plot": cmd_plot, "list": cmd_list}
 
 
 if __name__ == "__main__":

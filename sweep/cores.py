@@ -18,11 +18,20 @@ optimizers, some targets and metrics) run on one device: see ``engine.LINALG_PRI
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
-import jax
-
 ENV = "SWEEP_CPU_DEVICES"
+_SET_ENV: dict = {}  # the JAX_NUM_CPU_DEVICES value this module set, until JAX has read it
+
+
+def settle() -> None:
+    """Once JAX is imported (it has read ``JAX_NUM_CPU_DEVICES``), remove the variable if this module set
+    it, so that child processes (other programs) do not inherit it."""
+    if _SET_ENV and "jax" in sys.modules:
+        if os.environ.get("JAX_NUM_CPU_DEVICES") == _SET_ENV.get("value"):
+            del os.environ["JAX_NUM_CPU_DEVICES"]
+        _SET_ENV.clear()
 
 
 def usable_cores() -> int:
@@ -50,10 +59,21 @@ def requested_devices() -> int:
 
 
 def use_all_cores() -> int | None:
-    """Ask JAX for one CPU device per core if it is still possible; returns the count set, or None."""
+    """Ask JAX for one CPU device per core if it is still possible; returns the count set, or None.
+
+    Before JAX is imported this sets ``JAX_NUM_CPU_DEVICES`` (JAX reads it as ``jax_num_cpu_devices``
+    when imported), so ``import sweep`` does not import JAX; a value the caller set is kept."""
     n = requested_devices()
     if n <= 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
+    if "jax" not in sys.modules:
+        if os.environ.get("JAX_NUM_CPU_DEVICES", "").strip():  # the caller chose
+            return None
+        os.environ["JAX_NUM_CPU_DEVICES"] = str(n)
+        _SET_ENV["value"] = str(n)
+        return n
+    import jax
+
     if jax.config.jax_num_cpu_devices not in (-1, None):  # the caller chose
         return None
     try:

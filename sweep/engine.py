@@ -223,8 +223,13 @@ def _check_events(plan: Plan) -> None:
     one = plan._replace(chunk=1)
     for g in {_static_key(plan, g): g for g in plan.groups}.values():
         v, keys, _ = chunk_inputs(one, Chunk(g, np.zeros(1, np.int64), 1))
-        shapes = jax.eval_shape(lambda k, vv: problem_for(plan, g).init(k, vv), keys[0], one_trajectory(v))
+        problem = problem_for(plan, g)
+        shapes = jax.eval_shape(lambda k, vv: problem.init(k, vv), keys[0], one_trajectory(v))
+        taken = set(problem.events) | {n + "_step" for n in problem.events} | set(problem.metric_attrs)
         for e in plan.spec.events:
+            if e.name in taken or e.name + "_step" in taken or "final_" + e.name in taken:
+                raise SpecError(f"events.{e.name}: the name is already a result variable of this problem; "
+                                "choose another name")
             if e.param not in shapes:
                 raise SpecError(f"events.{e.name}.param: {e.param!r} is not a parameter of this problem; "
                                 f"its parameters are {', '.join(sorted(shapes))}")

@@ -34,15 +34,22 @@ def data_encoding(ds: xr.Dataset) -> dict:
 
 
 def coord_encoding(ds: xr.Dataset) -> dict:
-    """Fletcher-32 checksums on the numeric coordinates too (strings are stored unfiltered)."""
-    return {name: {"fletcher32": True, "zlib": True, "complevel": 4} for name, c in ds.coords.items()
-            if c.dtype.kind in "iufb" and c.ndim}
+    """Coordinates: numeric ones with Fletcher-32 checksums; strings (categorical axes) as CF character
+    arrays (a ``string<N>`` dimension) rather than netCDF-4 variable-length strings: CF checkers accept
+    them, every netCDF reader reads them, and xarray reads them back as strings."""
+    enc = {}
+    for name, c in ds.coords.items():
+        if c.dtype.kind in "iufb" and c.ndim:
+            enc[name] = {"fletcher32": True, "zlib": True, "complevel": 4}
+        elif c.dtype.kind in "USO":
+            enc[name] = {"dtype": "S1"}
+    return enc
 
 VAR_ATTRS: dict[str, dict] = {
     "final_loss": {"long_name": "loss at the last evaluated step", "units": "1"},
     "min_loss": {"long_name": "smallest loss seen", "units": "1"},
-    "converge_step": {"long_name": "first step within tolerance of the target loss (-1: never)", "units": "steps"},
-    "stop_step": {"long_name": "step at which the run settled (the budget if it never did)", "units": "steps"},
+    "converge_step": {"long_name": "first step within tolerance of the target loss (-1: never)", "units": "1"},
+    "stop_step": {"long_name": "step at which the run settled (the budget if it never did)", "units": "1"},
     "final_grad_norm": {"long_name": "gradient norm at the last evaluated step", "units": "1"},
     "target_loss": {"long_name": "the problem's target loss for this run", "units": "1"},
     "sharpness": {"long_name": "top eigenvalue of the loss Hessian at the final parameters (power iteration)",
@@ -73,12 +80,15 @@ def coords_for(spec: Spec) -> dict[str, Any]:
             attrs = {"spacing": a.spacing, "long_name": opt.doc}
             if opt.units:
                 attrs["units"] = opt.units
+            elif not all(isinstance(v, (str, bool)) for v in vals):
+                attrs["units"] = "1"  # a swept number is dimensionless (CF: units "1")
             if single:
                 coords[a.name] = xr.Variable(a.name, _coord_values(vals), attrs)
             else:
                 coords[m.replace(".", "_")] = xr.Variable(a.name, _coord_values(vals), attrs)
         if not single:
-            coords[a.name] = xr.Variable(a.name, np.arange(a.size), {"long_name": f"index along {a.name}"})
+            coords[a.name] = xr.Variable(a.name, np.arange(a.size), {"long_name": f"index along {a.name}",
+                                                                     "units": "1"})
     return coords
 
 
@@ -118,8 +128,11 @@ def var_attrs(name: str, metric_attrs: dict | None = None) -> dict:
         va["flag_values"] = np.asarray(va["flag_values"], np.int8)
         return va
     if name.startswith("final_") and name not in VAR_ATTRS:
-        return {"long_name": f"final value of parameter {name[6:]}"}
-    return dict(VAR_ATTRS.get(name) or (metric_attrs or {}).get(name, {}))
+        return {"long_name": f"final value of parameter {name[6:]}", "units": "1"}
+    attrs = dict(VAR_ATTRS.get(name) or (metric_attrs or {}).get(name, {}))
+    if attrs.get("units") == "steps":  # a count of steps is a number (CF/UDUNITS has no unit "steps")
+        attrs["units"] = "1"
+    return attrs
 
 
 def order_vars(names) -> list[str]:
@@ -239,15 +252,17 @@ def recorded_dataset(spec: Spec, res: dict[str, np.ndarray]) -> xr.Dataset:
     index = res["index"]
     n_rec = res["rec_loss"].shape[1]
     every = spec.record["every"]
-    coords = {"step": ("step", np.arange(n_rec) * every, {"long_name": "optimizer step", "units": "steps"}),
-              "traj": ("traj", np.arange(index.size), {"long_name": "recorded trajectory"}),
-              "traj_index": ("traj", index, {"long_name": "flat index of the run in the grid (C order)"})}
+    coords = {"step": ("step", np.arange(n_rec) * every, {"long_name": "optimizer step", "units": "1"}),
+              "traj": ("traj", np.arange(index.size), {"long_name": "recorded trajectory", "units": "1"}),
+              "traj_index": ("traj", index, {"long_name": "flat index of the run in the grid (C order)", "units": "1"})}
     if spec.axes:
         multi = np.unravel_index(index, spec.shape)
         for pos, a in enumerate(spec.axes):
             for m, vals in zip(a.members, a.values):
-                coords["traj_" + m.replace(".", "_")] = ("traj", _coord_values(vals)[multi[pos]],
-                                                         {"long_name": f"{m} of the recorded run"})
+                values = _coord_values(vals)[multi[pos]]
+                coords["traj_" + m.replace(".", "_")] = ("traj", values, {"long_name": f"{m} of the recorded run",
+                                                                          **({} if values.dtype.kind in "US" else
+                                                                             {"units": "1"})})
     data = {"rec_outcome": ("traj", res["outcome"], var_attrs("outcome"))}
     for k, x in res.items():
         if k.startswith("rec_"):

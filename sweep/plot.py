@@ -292,49 +292,104 @@ def _basin_scatter(da, x, y, ax, title):
     return art
 
 
-def convergence_map(ds: xr.Dataset, x: Hashable, y: Hashable, ax=None):
+def convergence_map(ds: xr.Dataset, x: Hashable, y: Hashable, ax=None, facet: Hashable | None = None):
     """Steps to converge (``converge_step``) over the (x, y) plane on a log colour scale.
 
     Cells that never converged (-1) are drawn in ``NEVER_COLOR`` grey; step 0 is drawn as 1.
 
     Args:
-      ds: result Dataset whose ``converge_step`` (int32) has exactly the dims x, y.
+      ds: result Dataset whose ``converge_step`` (int32) has exactly the dims x, y (and ``facet``).
       x, y: dims drawn across and up (log axes for ``spacing="log"`` coords).
-      ax: Axes to draw in; default a new figure.
+      ax: Axes to draw in (not with ``facet``); default a new figure.
+      facet: a dim to split over: one panel per value (wrapped after 4), one colour scale for all.
     Returns:
-      QuadMesh (with a labelled colourbar).
+      QuadMesh (with a labelled colourbar), or the Figure when ``facet`` is given.
     """
-    import matplotlib
+    da = analysis._get(ds, "converge_step")
+    if facet is not None:
+        return _convergence_facets(da, x, y, facet)
+    _check_plane_dims(da, (x, y), "convergence_map",
+                      f", or pass facet={[d for d in da.dims if d not in (x, y)][0]!r}"
+                      if len(da.dims) == 3 and x in da.dims and y in da.dims else "")
+    fig, ax = _new_axes(ax)
+    mesh, never = _convergence_mesh(ax, da, x, y, _steps_norm(da))
+    fig.colorbar(mesh, ax=ax, label="steps to converge (converge_step)")
+    if never:
+        _never_legend(ax)
+    title = _scalar_title(da)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return mesh
+
+
+def _steps_norm(da: xr.DataArray):
+    """One log colour scale for the converged cells of ``da`` (all facets together)."""
     from matplotlib.colors import LogNorm
 
-    da = analysis._get(ds, "converge_step")
-    _check_plane_dims(da, (x, y), "convergence_map")
-    fig, ax = _new_axes(ax)
+    c = np.asarray(da.values, float)
+    ok = c >= 0
+    lo = max(1.0, float(c[ok].min())) if ok.any() else 1.0
+    hi = max(1.0, float(c[ok].max())) if ok.any() else 10.0
+    return LogNorm(lo, hi if hi > lo else lo * 10.0)
+
+
+def _never_legend(ax):
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(facecolor=NEVER_COLOR, label="never converged")],
+              loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False, fontsize="small")
+
+
+def _convergence_mesh(ax, da: xr.DataArray, x, y, norm):
+    """pcolormesh of steps to converge of a 2-D DataArray; returns (mesh, any cell never converged)."""
+    import matplotlib
+
     da = _sorted(da, (x, y))
     xe, _, xt, xlog = _axis(da, x)
     ye, _, yt, ylog = _axis(da, y)
     c = np.asarray(da.transpose(y, x).values, float)
     never = ~(c >= 0)
     show = np.where(never, np.nan, np.maximum(c, 1.0))
-    lo = np.nanmin(show) if not never.all() else 1.0
-    hi = np.nanmax(show) if not never.all() else 10.0
-    norm = LogNorm(lo, hi if hi > lo else lo * 10.0)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad=NEVER_COLOR)
-    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(show), cmap=cmap, norm=norm,
-                         shading="flat", rasterized=True)
-    fig.colorbar(mesh, ax=ax, label="steps to converge (converge_step)")
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(show), cmap=cmap, norm=norm, shading="flat", rasterized=True)
     _setup_axis(ax, "x", da, x, xt, xlog)
     _setup_axis(ax, "y", da, y, yt, ylog)
-    if never.any():
+    return mesh, bool(never.any())
+
+
+def _convergence_facets(da, x, y, facet):
+    _check_plane_dims(da, (x, y, facet), "convergence_map")
+    plt = _pyplot()
+    n = da.sizes[facet]
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1.8, 3.1 * nrows + 0.7),
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    norm = _steps_norm(da)
+    never, mesh = False, None
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        sub = da.isel({facet: i})
+        mesh, nv = _convergence_mesh(ax, sub, x, y, norm)
+        never |= nv
+        v = sub[facet].values.item() if facet in sub.coords else i
+        ax.set_title(f"{facet} = {v:g}" if isinstance(v, float) else f"{facet} = {v}", fontsize="medium")
+        if i % ncols:
+            ax.set_ylabel("")
+        if i < n - ncols:
+            ax.set_xlabel("")
+    fig.colorbar(mesh, ax=axes, label="steps to converge (converge_step)", shrink=0.9)
+    if never:
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(facecolor=NEVER_COLOR, label="never converged")],
-                  loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False,
-                  fontsize="small")
+        fig.legend(handles=[Patch(facecolor=NEVER_COLOR, label="never converged")], loc="outside lower left",
+                   frameon=False, fontsize="small")
     title = _scalar_title(da)
     if title:
-        ax.set_title(title, fontsize="medium")
-    return mesh
+        fig.suptitle(title)
+    return fig
 
 
 def fractions_plot(ds: xr.Dataset, x: Hashable, over=None, ax=None, z: float = 1.96):
@@ -406,6 +461,44 @@ def boundary_plot(ds: xr.Dataset, x: Hashable, y: Hashable, ax=None, var: str = 
     _setup_axis(ax, "x", mask, x, xt, xlog)
     _setup_axis(ax, "y", mask, y, yt, ylog)
     ax.set_title(f"boundary of {var}: {int(m.sum()):,} of {m.size:,} cells", fontsize="medium")
+    return mesh
+
+
+def tipping_plot(ds: xr.Dataset, other: xr.Dataset, ax=None, var: str = "outcome",
+                 z: float = 1.96):
+    """Where each outcome of ``ds`` goes in ``other`` (same grid): P(outcome in other | outcome in
+    ds) of ``sweep.dynamics.tipping`` as a heat map, one row per outcome present in ``ds`` and one
+    column per outcome present in ``other``, each cell labelled with its count.
+
+    Args:
+      ds, other: result Datasets on the same grid. ax: Axes to draw in; default a new figure.
+      var: outcome-coded variable. z: normal quantile of the interval (as in ``tipping``).
+    Returns:
+      QuadMesh (its array is the probability, rows = ``from``, columns = ``to``).
+    """
+    from . import dynamics
+
+    t = dynamics.tipping(ds, other, z=z, var=var)
+    rows = [f for f in t["from"].values if int(t.n.sel({"from": f})) > 0]
+    cols = [g for g in t["to"].values if int(t["count"].sel(to=g).sum()) > 0]
+    sub = t.sel({"from": rows, "to": cols})
+    fig, ax = _new_axes(ax, figsize=(1.2 * len(cols) + 2.6, 0.8 * len(rows) + 1.6))
+    p = np.asarray(sub.probability.values, float)
+    mesh = ax.pcolormesh(np.arange(len(cols) + 1) - 0.5, np.arange(len(rows) + 1) - 0.5, p,
+                         cmap="Blues", vmin=0.0, vmax=1.0, shading="flat")
+    cnt = np.asarray(sub["count"].values)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, f"{cnt[i, j]:,}", ha="center", va="center", fontsize="small",
+                    color="white" if p[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.invert_yaxis()
+    ax.set_xlabel("outcome in the other sweep (to)")
+    ax.set_ylabel("outcome in this sweep (from)")
+    fig.colorbar(mesh, ax=ax, label="P(to | from)")
+    ax.set_title(f"tipping of {var}: {int(cnt.sum() - np.trace(cnt)):,} of {int(cnt.sum()):,} "
+                 "cells change", fontsize="medium")
     return mesh
 
 

@@ -320,7 +320,8 @@ def test_lock_file_contents_decide_without_flock(tmp_path, monkeypatch):
 
 
 TIMING = ("created", "wall_time_s", "compute_time_s", "first_call_s", "assemble_time_s", "trajectory_steps_per_s",
-          "compute_trajectory_steps_per_s", "trajectories_run")
+          "compute_trajectory_steps_per_s", "trajectories_run", "compile_time_s",
+          "run_trajectory_steps_per_s")
 
 
 def _without_timing(ds):
