@@ -34,6 +34,12 @@ def __getattr__(name: str):
         value = getattr(_importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
         globals()[name] = value  # once
         return value
+    if not name.startswith("_"):  # a submodule, as with an eager package (``sweep.engine.dataset``)
+        try:
+            return _importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,16 @@ import numpy as np
 import xarray as xr
 
 from . import cores
-
-cores.settle()  # JAX has read the CPU device count sweep asked for
-
 from .config import Spec, SpecError, parse_spec
 from .engine import chunk_starts, chunk_valid, execute, make_plan, metric_attrs, recorded_indices, run_recorded
-from .io import (StorageError, check_writable, human_bytes, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
+from .io import (StorageError, check_writable, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
                  var_attrs)
 from .lock import OutputLock
+from .planning import bytes_per_trajectory, check_disk, plan_report, result_bytes  # noqa: F401 (public here too)
+from .progress import Interrupted, Progress as _Progress, Signals as _Signals
 from .store import DamagedPart, PartStore, assemble
 
-
-class Interrupted(RuntimeError):
-    """The run was stopped by Ctrl-C or SIGTERM; the message says how to resume. ``signum``: the signal."""
-
-    def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message)
-        self.signum = int(signum)
-
+cores.settle()  # JAX has read the CPU device count sweep asked for
 
 _CACHE_SET = {"done": False}
 
@@ -310,135 +301,6 @@ def resume_command(out, shard) -> str:
     return f"sweep run SPEC --out {out} --resume" + (f" --shard {shard[0]}/{shard[1]}" if shard else "")
 
 
-def result_bytes(plan) -> int:
-    """Bytes of the result's grid variables (uncompressed: an upper bound of the netCDF file, and about
-    the size of the parts a run keeps until it assembles the file)."""
-    return plan.n_trajectories * bytes_per_trajectory(plan)
-
-
-def bytes_per_trajectory(plan) -> int:
-    """Uncompressed bytes of one trajectory's result variables (the union over compile groups)."""
-    from .engine import _static_key, problem_for
-
-    fl = np.dtype(plan.dtype).itemsize
-    sizes = {"outcome": 1, "final_loss": fl, "min_loss": fl, "converge_step": 4, "stop_step": 4,
-             "final_grad_norm": fl, "target_loss": fl}
-    spec = plan.spec
-    if spec.train.get("lr_mode") == "sharpness":
-        sizes["lambda0"] = fl
-    if spec.outcome.get("sharpness_iters"):
-        sizes["sharpness"] = sizes["two_over_lr"] = fl
-    for g in {_static_key(plan, g): g for g in plan.groups}.values():
-        p = problem_for(plan, g)
-        sizes.update({"final_" + k: fl for k in p.params})
-        sizes.update({k: fl for k in p.metric_attrs if k not in sizes})
-        for e in p.events:
-            sizes[e], sizes[e + "_step"] = 1, 4
-        if p.tail:
-            sizes["trainable"], sizes["tail_loss_ratio"] = 1, fl
-    return sum(sizes.values())
-
-
-def check_disk(plan, out: Path, todo_fraction: float = 1.0, reuse: int = 0) -> dict:
-    """Refuse (SpecError) a run whose parts would not fit on the output's disk; returns the numbers.
-
-    The parts of the chunks still to run take about ``result_bytes`` x ``todo_fraction``; assembling
-    then writes the netCDF file (compressed, at most ``result_bytes``) while the parts still exist.
-    """
-    import shutil
-
-    need = result_bytes(plan)
-    anc = out.parent if str(out.parent) else Path(".")
-    while not anc.exists() and anc != anc.parent:
-        anc = anc.parent
-    try:
-        free = shutil.disk_usage(anc).free
-    except OSError:
-        return {"bytes": need, "free": None, "dir": str(anc)}
-    parts = int(need * todo_fraction)
-    if parts > free:
-        raise SpecError(f"--out {str(out)!r}: the run needs about {human_bytes(parts)} for its parts "
-                        f"({plan.n_trajectories:,} trajectories x {bytes_per_trajectory(plan)} B) and then up to "
-                        f"{human_bytes(need)} for the file, but only {human_bytes(free)} is free in {str(anc)!r}; "
-                        "free space, choose another --out, or run fewer trajectories (--shard I/N on other disks)")
-    return {"bytes": need, "free": free, "dir": str(anc), "tight": parts + need > free + reuse}
-
-
-def plan_report(spec: Any, *, out: str | os.PathLike | None = None, chunk_size: int | None = None,
-                dtype: str | None = None, set: list[str] | None = None, probe: bool = True) -> dict:
-    """What a run would do, without doing it: sizes, the output's disk need, and an ETA.
-
-    The probe runs one chunk of the first compile group for ``PROBE_STEPS`` steps twice (the first
-    call compiles) with early exit off; the ETA then assumes every chunk runs every step, so it is
-    an upper bound (early exit and compaction make runs shorter), and it scales the first group's
-    speed to all groups.
-
-    Returns:
-      dict with n_trajectories, steps, compile_groups, chunks, chunk, devices, bytes_per_trajectory,
-      result_bytes, free_bytes, disk_dir, fits, and with the probe: probe_chunk, probe_steps,
-      compile_s, run_s (seconds of PROBE_STEPS steps of one chunk), eta_s.
-    """
-    spec = parse_spec(spec, set)
-    dtype = dtype or spec.run["dtype"]
-    _set_dtype(dtype)
-    plan = make_plan(spec, chunk_size, dtype)
-    from .engine import local_devices
-
-    rep = {"n_trajectories": spec.n_trajectories, "steps": int(spec.train["steps"]), "compile_groups": plan.n_compiles,
-           "chunks": plan.n_chunks, "chunk": plan.chunk, "devices": f"{len(local_devices())} {jax.default_backend()}",
-           "bytes_per_trajectory": bytes_per_trajectory(plan), "result_bytes": result_bytes(plan)}
-    if out is not None:
-        try:
-            disk = check_disk(plan, Path(out))
-            rep.update(free_bytes=disk["free"], disk_dir=disk["dir"], fits=True)
-        except SpecError as e:
-            rep.update(fits=False, refusal=str(e))
-            import shutil
-
-            rep["free_bytes"] = None
-            anc = Path(out).parent
-            while not anc.exists() and anc != anc.parent:
-                anc = anc.parent
-            rep["disk_dir"] = str(anc)
-            try:
-                rep["free_bytes"] = shutil.disk_usage(anc).free
-            except OSError:
-                pass
-    if probe and plan.groups:
-        rep.update(_probe(spec, plan))
-    return rep
-
-
-PROBE_STEPS = 64
-
-
-def _probe(spec: Spec, plan) -> dict:
-    from .engine import make_chunk, run_chunk
-
-    k = min(PROBE_STEPS, int(spec.train["steps"]))
-    from .config import load_spec_dict
-
-    d = load_spec_dict(spec)
-    d["train"]["steps"] = k
-    d["run"] = {**d.get("run", {}), "early_exit": False}
-    d.pop("record", None)
-    if "steps" in d.get("axes", {}):
-        d["axes"] = {**d["axes"], "steps": [k]}
-    pspec = parse_spec(d)
-    pplan = make_plan(pspec, plan.chunk, plan.dtype)
-    c = make_chunk(pplan, pplan.groups[0], 0)
-    t0 = time.perf_counter()
-    run_chunk(pplan, c)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run_chunk(pplan, c)
-    run_s = time.perf_counter() - t0
-    per_chunk = run_s * spec.train["steps"] / k
-    compile_s = max(0.0, first - run_s)
-    return {"probe_chunk": pplan.chunk, "probe_steps": k, "compile_s": compile_s, "run_s": run_s,
-            "eta_s": plan.n_compiles * compile_s + plan.n_chunks * per_chunk}
-
-
 DISTRIBUTED_TIMEOUT_ENV = "SWEEP_DISTRIBUTED_TIMEOUT"  # seconds to wait for every process to join (JAX: 300)
 
 
@@ -526,49 +388,6 @@ def with_recorded(ds: xr.Dataset, plan) -> xr.Dataset:
     return xr.merge([ds, rec], combine_attrs="override", compat="override")
 
 
-class _Signals:
-    """Ctrl-C (SIGINT) and SIGTERM during a run (main thread only): while chunks run, the first
-    signal stops after the chunk in flight and a second one stops at once (the chunk in flight
-    is dropped); while the file is assembled, a signal stops at once (the parts are kept).
-    Either way ``Interrupted`` says how to resume; the CLI exits 128 + the signal number."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.stage = "running"
-        self.hint = ""
-        self.old: dict = {}
-
-    def __enter__(self) -> "_Signals":
-        if threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                self.old[s] = signal.signal(s, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, h in self.old.items():
-            signal.signal(s, h)
-        self.old = {}
-
-    @property
-    def stop(self) -> bool:
-        return self.signum is not None
-
-    def _handler(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.stage == "assembling" or self.signum is not None:
-            self.signum = signum
-            what = "while assembling the file" if self.stage == "assembling" else "at once"
-            raise Interrupted(f"{name}: stopped {what}{self._kept()}", signum)
-        self.signum = signum
-        print(f"\n{name}: stopping after the current chunk (send it again to stop now)", file=sys.stderr,
-              flush=True)
-
-    def _kept(self) -> str:
-        return f"; finished chunks are kept: resume with  {self.hint}" if self.hint else ""
-
-
 def _execute(plan, sink, progress, skip=None, signals: _Signals | None = None, resume_hint: str = "") -> dict:
     """Run the chunks with a progress display; a signal stops after the current chunk (``_Signals``)."""
     total = plan.spec.n_trajectories
@@ -587,57 +406,5 @@ def _execute(plan, sink, progress, skip=None, signals: _Signals | None = None, r
         bar.close()
     if signals is not None and signals.stop:
         raise Interrupted(f"{signal.Signals(signals.signum).name}: interrupted after "
-                          f"{stats['trajectories_run']:,} trajectories{signals._kept()}", signals.signum)
+                          f"{stats['trajectories_run']:,} trajectories{signals.kept()}", signals.signum)
     return stats
-
-
-class _Progress:
-    """Progress of one stage: a tqdm bar, plain lines (batch logs: at most every 10% or
-    ``SWEEP_PROGRESS_EVERY`` seconds, default 60), or nothing.
-
-    mode: True or "bar": the bar; "lines": the lines; False: nothing; None: the bar when stderr
-    is a terminal, else the lines.
-    """
-
-    def __init__(self, mode, total: int, desc: str, unit: str, steps: int | None = None):
-        if mode is None:
-            mode = "bar" if sys.stderr.isatty() else "lines"
-        self.mode = {True: "bar", False: None}.get(mode, mode)
-        self.total, self.desc, self.unit, self.steps = max(int(total), 0), desc, unit, steps
-        self.n, self.t0, self.last_t, self.last_n = 0, time.perf_counter(), None, -1
-        self.every = float(os.environ.get("SWEEP_PROGRESS_EVERY", "60"))
-        self.bar = None
-        if self.mode == "bar":
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, unit=unit, unit_scale=True, desc=desc, file=sys.stderr,
-                            dynamic_ncols=True, smoothing=0.1)
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        if self.bar is not None:
-            self.bar.update(n)
-            rate = self.bar.format_dict.get("rate")
-            if rate and self.steps:
-                self.bar.set_postfix_str(f"{rate * self.steps / 1e6:.2f} M traj-steps/s", refresh=False)
-        elif self.mode == "lines":
-            now = time.perf_counter()
-            if (self.last_t is None or now - self.last_t >= self.every or self.n >= self.total
-                    or self.n - self.last_n >= max(1, self.total // 10)):
-                self._line(now)
-
-    def _line(self, now: float) -> None:
-        dt = now - self.t0
-        pct = f" ({self.n / self.total:.0%})" if self.total else ""
-        rate = self.n / dt if dt > 0 else 0.0
-        extra = f", {rate * self.steps / 1e6:.2f} M traj-steps/s" if self.steps and rate else ""
-        eta = f", ETA {(self.total - self.n) / rate:.0f} s" if rate and self.n < self.total else ""
-        print(f"{self.desc}: {self.n:,}/{self.total:,} {self.unit}{pct} in {dt:.1f} s{extra}{eta}",
-              file=sys.stderr, flush=True)
-        self.last_t, self.last_n = now, self.n
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.mode == "lines" and self.n != self.last_n and self.n:
-            self._line(time.perf_counter())

@@ -156,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("paths", nargs="+", metavar="OUT_OR_PARTS", help="the run's output, its part files, or a folder "
                     "of them")
 
+    from .report import add_cli as _add_report
+    _add_report(sub, fmt)  # sweep report
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
     return p
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     from .io import StorageError
 
     try:
+        if hasattr(args, "func"):  # verbs that register their own function (sweep report)
+            return args.func(args)
         return VERBS[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)

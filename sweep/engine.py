@@ -21,6 +21,7 @@ import numpy as np
 from .config import Spec, points_per_step
 from .layout import blocking, in_blocks, make_value_and_grad, one_trajectory, primitives
 from .optimizers import OPTIMIZERS, default_lr
+from .population import NODES_BOUND
 from .problems import PROBLEMS
 from .outcomes import ALIVE, Thresholds
 from .step import StepInput, make_trajectory, propagate, sharpness, step_map
@@ -108,13 +109,16 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
 
     ~16 copies of each scalar parameter (parameters, gradient, optimizer state, accumulators,
     double buffers) plus ~24 summary scalars; with the ``vmap`` layout (or problems without a
-    per-point loss) also ~4 values per data point for the (trajectories x points) temporaries.
+    per-point loss) also ~4 values per data point for the (trajectories x points) temporaries
+    (``data.population``: per quadrature node, ``sweep.population.NODES_BOUND``).
     """
     item = np.dtype(dtype).itemsize
     n_params = max(1, len(PROBLEMS[spec.problem].init) or 4)
     per = (16 * n_params + 24) * item
     data = spec.problem_options.get("data")
-    if data and spec.run["layout"] == "vmap":
+    if data and data.get("population"):  # the neuron's expected loss: its quadrature nodes, vmapped
+        per += 4 * NODES_BOUND * item
+    elif data and spec.run["layout"] == "vmap":
         per += 4 * points_per_step(data) * item
     if data and (data.get("fresh") or points_per_step(data) < data.get("n", 0)):
         # noisy batches: the final-window loss on the reference sample is computed with vmap
@@ -416,7 +420,7 @@ def _build_chunk_fn(key) -> ChunkFns:
         out = jax.vmap(traj.finish)(state)
         for k, x in rec.items():
             out["rec_" + k] = x.T  # (T, n_rec)
-        if ref is not None:
+        if ref is not None or problem.sample is None:  # data-free problems (population) need no data for them
             out.update(jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v))
         if th.sharpness_iters:
             out["sharpness"] = jax.vmap(lambda p, b, vv: sharpness(problem, p, b, vv, th.sharpness_iters),

@@ -199,8 +199,10 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) ->
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=enc)
         publish(tmp, p)
     except (OSError, RuntimeError) as e:
-        from .store import write_error
+        from .store import is_io_error, write_error
 
+        if not is_io_error(e):
+            raise
         raise StorageError(write_error(p, e, need=int(ds.nbytes))) from None
     finally:
         if tmp is not None and os.path.exists(tmp):

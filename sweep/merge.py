@@ -12,7 +12,7 @@ import xarray as xr
 
 from .config import SpecError, parse_spec, tomllib
 from .io import StorageError, check_writable, load, order_vars, publish, skeleton, var_attrs
-from .store import Part, assemble, fill_missing, write_error
+from .store import Part, assemble, fill_missing, is_io_error, write_error
 
 PART_DIM = "trajectory"
 PART_VERSION = 2  # 2: a shard is a contiguous range of the run order (1: every N-th chunk)
@@ -73,7 +73,7 @@ def write_part_file(out: Path, spec, plan, shard: tuple[int, int], parts: Iterab
                 nc.setncattr(k, v)
         publish(tmp, out)
     except (OSError, RuntimeError) as e:
-        if isinstance(e, StorageError):
+        if isinstance(e, StorageError) or not is_io_error(e):
             raise
         raise StorageError(write_error(out, e)) from None
     finally:

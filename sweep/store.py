@@ -206,6 +206,11 @@ def _atomic_write_text(path: Path, text: str) -> None:
     publish(tmp, path)
 
 
+def is_io_error(e: BaseException) -> bool:
+    """An OSError, or the RuntimeError netCDF4 raises for a failed read or write ('NetCDF: HDF error')."""
+    return isinstance(e, OSError) or (type(e) is RuntimeError and str(e).startswith(("NetCDF", "HDF")))
+
+
 def write_error(path: str | os.PathLike, e: BaseException, need: int | None = None) -> str:
     """A one-line message for a failed write: the path, the cause and, when the disk is full, the free space."""
     where = Path(path).parent if not Path(path).is_dir() else Path(path)
@@ -371,7 +376,7 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Sequence[Part], 
             raise SpecError(f"{str(out)!r} appeared while running; not overwritten (result left in {tmp})")
         publish(tmp, out)
     except (OSError, RuntimeError) as e:
-        if isinstance(e, StorageError):
+        if isinstance(e, StorageError) or not is_io_error(e):
             raise
         raise StorageError(write_error(out, e, need=slab * item)) from None
     finally:

@@ -265,3 +265,22 @@ def test_the_import_hint_of_a_function_loss_does_not_say_run_from_its_directory(
     assert main(["run", str(spec), "--out", str(tmp_path / "r.nc")]) == 2
     err = capsys.readouterr().err
     assert "no_such_module_xyz" in err and "run from its directory" not in err
+
+
+def test_a_signal_while_assembling_stops_at_once_and_keeps_the_parts(tmp_path, monkeypatch, capsys):
+    import signal
+
+    import sweep.store as store
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the run's handler at the next bytecode
+
+    spec = _toml(tmp_path)
+    out = tmp_path / "r.nc"
+    with monkeypatch.context() as m:
+        m.setattr(store, "_write_slab", interrupted)
+        assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 143
+    err = capsys.readouterr().err
+    assert "SIGTERM: stopped while assembling the file" in err and f"resume with  sweep run {spec} --out {out}" in err
+    assert sorted(os.listdir(tmp_path)) == ["r.nc.parts", "spec.toml"]  # no temporary file, no lock
+    assert main(["run", str(spec), "--out", str(out), "--quiet", "--resume"]) == 0

@@ -22,17 +22,6 @@ def at_root(monkeypatch):
     monkeypatch.chdir(ROOT)  # the specs name their .npz relative to the repository root
 
 
-def boundary(m):
-    """Pixels of a 2-D boolean map with a 4-neighbour of the other value."""
-    b = np.zeros(m.shape, bool)
-    d0, d1 = m[1:] != m[:-1], m[:, 1:] != m[:, :-1]
-    b[1:] |= d0
-    b[:-1] |= d0
-    b[:, 1:] |= d1
-    b[:, :-1] |= d1
-    return b
-
-
 @pytest.mark.parametrize("name", ["sohl_dickstein_fractal", "holzmuller_inconsistency"])
 def test_committed_paper_files_are_their_generators_output(tmp_path, name):
     """The .npz the specs read is what its generator writes (run in a subprocess: the Sohl-Dickstein generator
@@ -56,19 +45,27 @@ def test_the_paper_files_have_the_papers_shapes():
         assert z["a"].shape == z["w"].shape == (4096, 16)
 
 
+VIEWS = {"full": (-3.0, 6.0, -3.0, 6.0), "zoom": (3.5, 5.5, 1.5, 2.3)}  # log10 of lr0 from, to; lr1 from, to
+
+
 @pytest.mark.slow
-def test_sohl_dickstein_map_is_the_references():
-    """16 x 16 pixels of the full view, 100 steps (the notebook's default), tanh. Where the operations are the same
-    the maps are identical; the two programs differ only by summation order (rounding), which can flip a verdict
-    only where rounding-sized perturbations do: the reference shows where, as the pixels it flips itself when W0
-    moves by one ulp. Bound: every differing pixel is on the boundary of the reference map, and at most twice the
-    reference's own one-ulp flips plus one differ (measured here: 0 and 0; at 64 x 64: 6 and 6, all on the boundary).
-    Runs at rates below 1, where GD contracts and rounding stays at 1e-16 per step, give the reference's tail ratio
-    to 1e-12."""
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_sohl_dickstein_map_is_the_references(view):
+    """16 x 16 pixels, 100 steps (the notebook's default), tanh: the full view, and a window on the boundary where
+    every run is chaotic. The two programs differ only by summation order (rounding, 1e-16 from the first step).
+    Over the run that difference grows at most like exp(lyapunov * steps) (the engine's finite-time Lyapunov
+    exponent): with lyapunov <= 0.1 to at most 1e-16 * e^10 ~ 1e-12, too little to move a tail ratio across 1 unless
+    it is within 1e-12 of it; a verdict can differ only where lyapunov > 0.1 (a run far from the threshold needs
+    about ln(1e16)/100 = 0.37). Where it is that chaotic the verdict is as fragile in the reference itself, which
+    shows how fragile: the pixels it flips when W0 moves by one ulp. Bound: every differing pixel has
+    lyapunov > 0.1, and at most twice the reference's own one-ulp flips plus one differ (measured: full view 0 and
+    0; gallery 64 x 64 full view 6 and 6, zoom 107 and 106, every differing pixel with lyapunov > 0.35). Runs at
+    rates below 1 (lyapunov ~ 1e-5: nothing grows) give the reference's tail ratio to 1e-12."""
     n, steps = 16, 100
-    grid = f"logspace=[-3.0, 6.0, {n}]"
+    v = VIEWS[view]
     ds = sweep.run(EXP / "sohl_dickstein_fractal.toml", progress=False,
-                   set=[f"train.steps={steps}", f"axes.lr1={{{grid}}}", f"axes.lr0={{{grid}}}"])
+                   set=[f"train.steps={steps}", "outcome.lyapunov=true", f"axes.lr1={{logspace=[{v[2]}, {v[3]}, {n}]}}",
+                        f"axes.lr0={{logspace=[{v[0]}, {v[1]}, {n}]}}"])
     assert ds.attrs["dtype"] == "float64" and dict(ds.sizes) == {"lr1": n, "lr0": n}
     with np.load(EXP / "sohl_dickstein_fractal.npz") as z:
         x, y, W0, W1 = z["x"], z["y"], z["W0"], z["W1"]
@@ -78,23 +75,28 @@ def test_sohl_dickstein_map_is_the_references():
     ulp = sohl_dickstein_trainable(sohl_dickstein_losses(x, y, np.nextafter(W0, np.inf), W1, L0.ravel(), L1.ravel(),
                                                          steps)).reshape(n, n)
     eng = ds.trainable.values == 1
-    assert 0.2 < ref.mean() < 0.8  # both verdicts, a boundary to test
+    assert 0.2 < ref.mean() < 0.8  # both verdicts
     dis = eng != ref
-    assert np.all(boundary(ref)[dis])
+    assert np.all(ds.lyapunov.values[dis] > 0.1)
     assert dis.sum() <= 2 * (ref != ulp).sum() + 1
-    calm = (L0 < 1) & (L1 < 1)
-    r_ref = (np.mean(losses[:, -20:], axis=1) / losses[:, 0]).reshape(n, n)
-    np.testing.assert_allclose(ds.tail_loss_ratio.values[calm], r_ref[calm], rtol=1e-12)
+    if view == "full":
+        calm = (L0 < 1) & (L1 < 1)
+        assert np.all(ds.lyapunov.values[calm] < 1e-3)
+        r_ref = (np.mean(losses[:, -20:], axis=1) / losses[:, 0]).reshape(n, n)
+        np.testing.assert_allclose(ds.tail_loss_ratio.values[calm], r_ref[calm], rtol=1e-12)
 
 
 @pytest.mark.slow
 def test_holzmueller_crossings_are_the_references():
     """The first 128 of the paper's width-16 networks, 2000 steps. Each network's step 1/lambda_max in the file
     (the paper's block formula) is the inverse top eigenvalue of the reference's Gauss-Newton Gram matrix to 1e-12.
-    GD at that step contracts (no chaos): the two programs stay within rounding of each other (steps x a few
-    operations x 1.1e-16: about 1e-12 after 2000 steps), so no verdict is near enough to its threshold (max |b/a|
-    within 1e-12 of 1, or a crossing at another step) to flip: the crossed map and every first crossing step are
-    identical, and the final losses agree to 1e-10."""
+    While every kink stays off the data GD at that step is a contraction towards the fit: the two programs stay
+    within accumulated rounding of each other (at most steps x a few operations x 1.1e-16 ~ 1e-12 after 2000
+    steps), so no verdict is near enough to its threshold (max |b/a| within 1e-12 of 1) to flip: the crossed map and
+    every first crossing step are identical, and the final losses of the networks that never crossed agree to
+    1e-12. After a crossing, units switch on and off at data points and each switch amplifies the rounding
+    difference (measured 1e-7 at worst over 1,024 networks x 10,000 steps): those losses are only required to be
+    the same minimum to 1e-6."""
     K, steps = 128, 2000
     ds = sweep.run(EXP / "holzmuller_inconsistency.toml", progress=False,
                    set=[f"train.steps={steps}", f"axes.init_row={{range={K}}}"])
@@ -107,4 +109,6 @@ def test_holzmueller_crossings_are_the_references():
     assert 0.1 < r["crossed"].mean() < 0.9
     np.testing.assert_array_equal(ds.kink_reached_data.values == 1, r["crossed"])
     np.testing.assert_array_equal(ds.kink_reached_data_step.values, r["cross_step"])
-    np.testing.assert_allclose(ds.final_loss.values, r["final_loss"], rtol=1e-10)
+    c = r["crossed"]
+    np.testing.assert_allclose(ds.final_loss.values[~c], r["final_loss"][~c], rtol=1e-12)
+    np.testing.assert_allclose(ds.final_loss.values[c], r["final_loss"][c], rtol=1e-6)
