@@ -16,7 +16,8 @@ from .store import Part, assemble, fill_missing, is_io_error, write_error
 
 PART_DIM = "trajectory"
 PART_VERSION = 2  # 2: a shard is a contiguous range of the run order (1: every N-th chunk)
-PART_ONLY = ("sweep_part", "shard", "n_shards", "part_chunk_size", "part_trajectories", "shard_start", "shard_stop")
+PART_ONLY = ("sweep_part", "shard", "n_shards", "part_chunk_size", "part_trajectories", "shard_start", "shard_stop",
+             "jaxlib_version", "device_kind")  # checked, then dropped: the merged file has a single run's attributes
 # attributes every part must share: each one can change the results' bits (spec_hash: the spec itself)
 SAME_BITS = ("spec_hash", "dtype", "backend", "device_kind", "sweep_version", "jax_version", "jaxlib_version")
 

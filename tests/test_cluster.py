@@ -106,7 +106,11 @@ def two_parts(tmp_path_factory):
 
 def test_merge_refuses_a_part_of_another_dtype(tmp_path, two_parts):
     p64 = tmp_path / "p1_64.nc"
-    sweep.run(SPEC, out=p64, shard="1/2", dtype="float64", progress=False)
+    spec = tmp_path / "s.toml"
+    spec.write_text(parse_spec(SPEC).to_toml())
+    # in a subprocess: float64 turns on jax_enable_x64 for the rest of a process
+    r = _cli(["run", str(spec), "--shard", "1/2", "--dtype", "float64", "--out", str(p64), "-q"])
+    assert r.returncode == 0, r.stderr
     with pytest.raises(sweep.SpecError, match=r"p1_64\.nc.*dtype = 'float64'.*float32"):
         merge([two_parts[0], p64], tmp_path / "m.nc")
     assert not (tmp_path / "m.nc").exists()
