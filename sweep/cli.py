@@ -31,6 +31,8 @@ EXAMPLES = {  # tests/test_cli.py runs every line (in this order of verbs), so t
     "refine": "example:\n  sweep refine experiments/quartic_basin.toml --x x0 --y lr --levels 6 --var diverged "
               "-o results/quartic_refined.nc",
     "demo": "example:\n  sweep demo --out sweep_demo",
+    "report": "example:\n  sweep report results/quick.nc -o quick.html      # open quick.html#optimizer=adam for a facet\n"
+              "  sweep report results/quick.nc -o quick.html --x w0 --y b0 --max-cells 1024 --overwrite",
     "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
 }
 
@@ -156,8 +158,15 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("paths", nargs="+", metavar="OUT_OR_PARTS", help="the run's output, its part files, or a folder "
                     "of them")
 
-    from .report import add_cli as _add_report
-    _add_report(sub, fmt)  # sweep report
+    rp = sub.add_parser("report", help="one self-contained HTML page of a result (opens offline)", formatter_class=fmt,
+                        epilog=EXAMPLES["report"])
+    rp.add_argument("path", help="result file written by sweep run (.nc)")
+    rp.add_argument("-o", "--output", help="HTML file (default: the result's path with .html)")
+    rp.add_argument("--x", help="dimension across the maps (default: the largest numeric one)")
+    rp.add_argument("--y", help="dimension up the maps (default: the next largest)")
+    rp.add_argument("--max-cells", type=int, default=None, help="cells shown before b x b blocks drawn in their most "
+                    "common outcome are shown instead (default 262,144)")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing page")
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
     return p
@@ -178,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     from .io import StorageError
 
     try:
-        if hasattr(args, "func"):  # verbs that register their own function (sweep report)
-            return args.func(args)
         return VERBS[args.verb](args)
     except (SpecError, UsageError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
@@ -565,9 +572,14 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import cmd_report as report
+
+    return report(args)
+
+
 VERBS = {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "status": cmd_status,
-         "demo": cmd_demo,
-         "info": cmd_info, "plot": cmd_plot, "list": cmd_list}
+         "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "report": cmd_report, "list": cmd_list}
 
 
 if __name__ == "__main__":

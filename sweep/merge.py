@@ -264,3 +264,8 @@ def _merge(opened, out: Path, overwrite: bool, partial: bool) -> xr.Dataset:
             raise SpecError(f"{str(out)!r} appeared meanwhile; not overwritten (pass --overwrite)")
         assemble(out, skel, spec.dims, pieces, var_specs, overwrite=True, missing_ok=partial)
     return load(out)
+
+
+from ._compat import callable_module as _callable_module  # noqa: E402
+
+_callable_module(__name__, merge)

@@ -335,21 +335,6 @@ def to_json(data) -> str:
     return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
 
 
-def add_cli(sub, fmt) -> None:
-    """The ``sweep report`` sub-command (registered by ``sweep.cli``)."""
-    r = sub.add_parser("report", help="one self-contained HTML page of a result (opens offline)", formatter_class=fmt,
-                       epilog="example:\n  sweep report results/relu.nc -o relu.html\n"
-                              "  sweep report r.nc --x lr --y w0   # open relu.html#optimizer=adam for one facet")
-    r.add_argument("path", help="result file written by sweep run (.nc)")
-    r.add_argument("-o", "--output", help="HTML file (default: the result's path with .html)")
-    r.add_argument("--x", help="dimension across the maps (default: the largest numeric one)")
-    r.add_argument("--y", help="dimension up the maps (default: the next largest)")
-    r.add_argument("--max-cells", type=int, default=MAX_CELLS, help=f"cells shown before b x b blocks drawn in their "
-                   f"most common outcome are shown instead (default {MAX_CELLS:,})")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing page")
-    r.set_defaults(func=cmd_report)
-
-
 def cmd_report(args) -> int:
     from .cli import _open_result
     from .config import SpecError
@@ -359,6 +344,8 @@ def cmd_report(args) -> int:
         raise SpecError(f"-o {str(out)!r}: the report must end in .html")
     if out.exists() and not args.overwrite:
         raise SpecError(f"{str(out)!r} already exists: pass --overwrite or choose another -o")
+    if args.max_cells is None:
+        args.max_cells = MAX_CELLS
     if args.max_cells < 1:
         raise SpecError(f"--max-cells {args.max_cells}: must be >= 1 (default {MAX_CELLS})")
     ds = _open_result(args.path)
