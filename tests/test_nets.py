@@ -23,6 +23,8 @@ def built(spec_dict):
     problem = engine.problem_for(plan, c.group)
     n = spec.problem_options.get("data", {}).get("n", 0)
     data = None if problem.sample is None else problem.sample(data_key, n)
+    if data is not None:  # in the run's dtype, as the engine casts it (file data are float64 while x64 is on)
+        data = jax.tree_util.tree_map(lambda a: a.astype(plan.dtype), data)
     return spec, problem._replace(init=jax.jit(problem.init)), v, keys, data
 
 
