@@ -7,6 +7,9 @@ needs a little of sweep (``sweep --help``) does not pay for importing JAX.
 __version__ = "0.1.0"
 
 import importlib as _importlib
+import importlib.util as _importlib_util
+import sys as _sys
+import types as _types
 
 from .cores import use_all_cores as _use_all_cores
 
@@ -28,11 +31,27 @@ __all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "bounda
            "__version__"]
 
 
+# public functions named like a submodule: importing the submodule must not replace the function
+_SHADOWED = frozenset({"merge", "refine", "outcomes"})
+
+
+class _Package(_types.ModuleType):
+    def __setattr__(self, name, value):
+        if name in _SHADOWED and isinstance(value, _types.ModuleType):
+            return  # the import system binding sweep.merge (the module): sweep.merge stays the function
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(_importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
         globals()[name] = value  # once
         return value
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")  # a submodule: sweep.engine, sweep.plot, ...
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
