@@ -501,6 +501,217 @@ def trainability():
                       f"`sweep refine experiments/trainability_lr.toml --x lr0 --y lr1 --var trainable` to resolve finer scales."])
 
 
+def _reference_module():
+    sys.path.insert(0, str(ROOT / "tests"))
+    import reference_papers
+
+    return reference_papers
+
+
+def sohl_dickstein_check(n: int, steps: int, act: str = "tanh", ulp: bool = False, view=(-3.0, 6.0, -3.0, 6.0)
+                         ) -> dict:
+    """The engine's map of experiments/sohl_dickstein_fractal.toml on an n x n grid of ``view`` (log10 of lr0 from,
+    to, lr1 from, to; default the full view) and the NumPy reference's, pixel by pixel (optionally also the reference
+    from W0 moved by one ulp)."""
+    ref_mod = _reference_module()
+    spec = EXP / "sohl_dickstein_fractal.toml"
+    ds, wall = run(spec, set=[f"train.steps={steps}", f'problem.activation="{act}"', "outcome.lyapunov=true",
+                              f"axes.lr1={{logspace=[{view[2]}, {view[3]}, {n}]}}",
+                              f"axes.lr0={{logspace=[{view[0]}, {view[1]}, {n}]}}"])
+    z = np.load(EXP / "sohl_dickstein_fractal.npz")
+    L1, L0 = np.meshgrid(ds.lr1.values, ds.lr0.values, indexing="ij")
+    t = time.perf_counter()
+    losses = ref_mod.sohl_dickstein_losses(z["x"], z["y"], z["W0"], z["W1"], L0.ravel(), L1.ravel(), steps, act)
+    ref_wall = time.perf_counter() - t
+    ref = ref_mod.sohl_dickstein_trainable(losses).reshape(n, n)
+    eng = ds.trainable.values == 1
+    out = {"ds": ds, "eng": eng, "ref": ref, "wall": wall, "ref_wall": ref_wall}
+    r_ref = np.mean(losses[:, -20:], axis=1) / losses[:, 0]
+    r_eng = ds.tail_loss_ratio.values.ravel()
+    ok = np.isfinite(r_ref) & np.isfinite(r_eng)
+    out["ratio_equal"] = float(np.mean(r_eng[ok] == r_ref[ok]))
+    out["ratio_median_rel"] = float(np.median(np.abs(r_eng[ok] - r_ref[ok]) / np.abs(r_ref[ok])))
+    if ulp:
+        lp = ref_mod.sohl_dickstein_losses(z["x"], z["y"], np.nextafter(z["W0"], np.inf), z["W1"], L0.ravel(),
+                                           L1.ravel(), steps, act)
+        out["ulp"] = ref_mod.sohl_dickstein_trainable(lp).reshape(n, n)
+    return out
+
+
+def _sd_panel(ax, c, title):
+    from matplotlib.colors import ListedColormap
+
+    ds = c["ds"]
+    colors = ["#e7298a", "#2c7fb8"]
+    ax.pcolormesh(ds.lr0, ds.lr1, c["eng"], cmap=ListedColormap(colors), vmin=0, vmax=1, shading="nearest")
+    bad = np.argwhere(c["eng"] != c["ref"])
+    if bad.size:
+        ax.plot(ds.lr0.values[bad[:, 1]], ds.lr1.values[bad[:, 0]], "o", mfc="none", mec="k", ms=7, mew=1.5,
+                label="engine != reference")
+        ax.legend(loc="lower left", fontsize="small")
+    ax.set(xscale="log", yscale="log", xlabel="input-layer lr (lr0)", ylabel="output-layer lr (lr1)", title=title)
+
+
+ZOOM = (3.5, 5.5, 1.5, 2.3)  # log10 lr0 from, to, lr1 from, to: a window on the tanh boundary
+
+
+@entry("sohl_dickstein", "The paper's own fractal: Sohl-Dickstein (2024), from its own data, checked pixel by pixel")
+def sohl_dickstein():
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    tanh = sohl_dickstein_check(64, 100, "tanh", ulp=True)
+    relu = sohl_dickstein_check(64, 100, "relu")
+    long = sohl_dickstein_check(32, 500, "tanh")
+    zoom = sohl_dickstein_check(64, 100, "tanh", ulp=True, view=ZOOM)
+    fig, axes = plt.subplots(2, 2, figsize=(12, 10.5))
+    _sd_panel(axes[0, 0], tanh, "tanh(sqrt(2) z), 100 steps, 64 x 64")
+    _sd_panel(axes[0, 1], relu, "sqrt(2) relu(z), 100 steps, 64 x 64")
+    _sd_panel(axes[1, 0], long, "tanh(sqrt(2) z), 500 steps (the paper's), 32 x 32")
+    _sd_panel(axes[1, 1], zoom, "tanh, 100 steps: zoom on the boundary, 64 x 64")
+    fig.legend(handles=[Patch(color="#2c7fb8", label="trainable"), Patch(color="#e7298a", label="not trainable")],
+               loc="lower center", ncol=2, frameon=False)
+    fig.suptitle("experiments/sohl_dickstein_fractal.toml: the notebook's width-16 mean-field net on its own 272\n"
+                 "points and initial weights, float64; both learning rates on logspace(-3, 6) (zoom: the box)")
+    for ax in axes.ravel()[:3]:
+        ax.add_patch(plt.Rectangle((10 ** ZOOM[0], 10 ** ZOOM[2]), 10 ** ZOOM[1] - 10 ** ZOOM[0],
+                                   10 ** ZOOM[3] - 10 ** ZOOM[2], fill=False, ec="k", lw=1, ls=":"))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    f = save(fig, "sohl_dickstein")
+
+    def line(name, c):
+        dis = c["eng"] != c["ref"]
+        lam = c["ds"].lyapunov.values
+        why = (f"; every one has lyapunov >= {lam[dis].min():.2f}, " if dis.any() else "; ")
+        why += f"{np.mean(lam > 0.1):.1%} of all pixels have lyapunov > 0.1"
+        if "ulp" in c:
+            flip = c["ref"] != c["ulp"]
+            why += (f"; the reference flips {int(flip.sum())} of its own pixels when W0 moves by one ulp "
+                    f"({int((flip & dis).sum())} of them among those where the engine differs)")
+        return (f"- {name}: engine {c['wall']:.0f} s, reference {c['ref_wall']:.0f} s; the verdicts agree on "
+                f"{np.mean(~dis):.2%} of {dis.size:,} pixels ({int(dis.sum())} differ{why}); trainable "
+                f"{c['eng'].mean():.1%}; tail ratios equal to the bit in {c['ratio_equal']:.0%} of the runs "
+                f"(median relative difference {c['ratio_median_rel']:.1e})")
+
+    return "\n".join([
+        f"![sohl_dickstein]({f})\n",
+        "What is run: `experiments/sohl_dickstein_fractal.toml`, every convention of the paper's notebook as an "
+        "option (no translation): `param = \"meanfield\"` (f = W1 . h / 16, h = act(W0 x / 4)), `gain = sqrt(2)` "
+        "with `gain_placement = \"inside\"` (tanh(sqrt(2) z); for relu inside and outside are the same bits), "
+        "`loss_scale = 2` (mean (f - y)^2), per-layer rates `lr0`, `lr1` on a log grid with `train.lr = 1`, "
+        "`tail_window = \"pre\"` with k = 20 (the notebook records the loss before each update), float64, "
+        "`[outcome] settle = false` and infinite divergence bounds (every run trained to the end). The data, targets "
+        "(a (272, 1) column) and initial weights are the notebook's own draws from PRNGKey(0) "
+        "(`experiments/sohl_dickstein_fractal_data.py`; threefry as in the JAX 0.4 the notebook ran on).",
+        "",
+        "How it was checked: `tests/reference_papers.py` re-implements the notebook's training and criterion in "
+        "NumPy float64 (its order of operations: X @ W0 / 4, tanh(z sqrt 2), (h @ W1) / 4 / 4, mean of r^2, "
+        "hand-written gradients, each loss divided by the first, clipped at 1e6, mean of the last 20 < 1).",
+        "",
+        line("tanh, 100 steps, 64 x 64", tanh),
+        line("relu, 100 steps, 64 x 64", relu),
+        line("tanh, 500 steps, 32 x 32", long),
+        line(f"tanh, 100 steps, zoom lr0 in 10^[{ZOOM[0]}, {ZOOM[1]}], lr1 in 10^[{ZOOM[2]}, {ZOOM[3]}], 64 x 64", zoom),
+        "- Why pixels differ: NumPy's BLAS and XLA sum the 16- and 272-term products in different orders, so the "
+        "two implementations differ by rounding (1e-16) from the first step. That difference grows like "
+        "exp(lyapunov x steps), lyapunov being the finite-time Lyapunov exponent of the training map (`[outcome] "
+        "lyapunov = true`): far from the threshold a verdict can flip only if it grows to O(1), which in 100 steps "
+        "needs lyapunov of about ln(1e16)/100 = 0.37. Every differing pixel is that chaotic, and there the verdict "
+        "is a property of the rounding, not of the network: the reference disagrees with itself under a one-ulp "
+        "change of W0 about as often as with the engine. In the zoomed window every run is chaotic (even the "
+        "trainable ones oscillate, with mean loss below the first), so no float64 program can draw it pixel for "
+        "pixel; the full view is drawn the same by both except at a handful of chaotic pixels on the boundary, "
+        "and where no run is chaotic enough (16 x 16 of the full view, tests/test_papers.py) the maps are "
+        "identical.",
+    ])
+
+
+def holzmueller_check(K: int, steps: int) -> dict:
+    """The engine's crossing map of experiments/holzmuller_inconsistency.toml for the first K networks and the NumPy
+    reference's."""
+    ref_mod = _reference_module()
+    ds, wall = run(EXP / "holzmuller_inconsistency.toml", set=[f"train.steps={steps}", f"axes.init_row={{range={K}}}"])
+    z = np.load(EXP / "holzmuller_inconsistency.npz")
+    t = time.perf_counter()
+    r = ref_mod.holzmueller_crossing(z["x"], z["y"], z["p"][:K], z["a"][:K], z["w"][:K], z["lr"][:K], steps)
+    lam = ref_mod.holzmueller_lambda_max(z["x"], z["p"][:K], z["a"][:K], 0 * z["a"][:K], z["w"][:K])
+    return {"ds": ds, "ref": r, "wall": wall, "ref_wall": time.perf_counter() - t,
+            "lr_rel": float(np.max(np.abs(1 / lam - z["lr"][:K]) * lam))}
+
+
+@entry("holzmuller", "The paper's own Monte Carlo: Holzmueller & Steinwart (2020), width 16, checked net by net")
+def holzmuller():
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    K, steps = 1024, 10000
+    c = holzmueller_check(K, steps)
+    ds, r = c["ds"], c["ref"]
+    crossed = ds.kink_reached_data.values == 1
+    step = ds.kink_reached_data_step.values
+    side = int(np.sqrt(K))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    img = np.where(crossed, step, np.nan).reshape(side, side).astype(float)
+    axes[0].imshow(np.where(crossed, np.nan, 1.0).reshape(side, side), cmap="Greys", vmin=0, vmax=2)
+    im = axes[0].imshow(img, norm=LogNorm(1, steps), cmap="viridis")
+    fig.colorbar(im, ax=axes[0], label="first step a kink reached the data")
+    axes[0].set(title=f"the paper's networks 0..{K - 1} (row-major)\ngrey: no kink reached the data in {steps:,} "
+                      "steps", xticks=[], yticks=[])
+    ts = np.unique(np.geomspace(1, steps, 200).astype(int))
+    axes[1].plot(ts, [np.mean(crossed & (step <= t)) for t in ts], lw=3, alpha=0.5, label="engine")
+    rs = r["cross_step"]
+    axes[1].plot(ts, [np.mean((rs > 0) & (rs <= t)) for t in ts], "k--", label="NumPy reference")
+    axes[1].set(xscale="log", xlabel="GD step (lr = 1/lambda_max per network)", ylabel="fraction crossed",
+                title="a kink crossed the data by step t")
+    axes[1].legend()
+    fig.suptitle("experiments/holzmuller_inconsistency.toml: f = c + sum_i w_i relu(a_i x + b_i), 16 units, 6 points,\n"
+                 "per-network multinomial weights (256 draws) and step 1/lambda_max, full-batch GD, float64")
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    f = save(fig, "holzmuller")
+    dis = crossed != r["crossed"]
+    rel = np.abs(ds.final_loss.values - r["final_loss"]) / r["final_loss"]
+    rel_in, rel_x = np.max(rel[~r["crossed"]]), np.max(rel[r["crossed"]])
+    never = ~crossed
+    at_fit = never & (ds.beat_linear.values == 0)
+    from sweep.analysis import wilson_interval
+
+    lo, hi = wilson_interval(int(never.sum()), K)
+    return "\n".join([
+        f"![holzmuller]({f})\n",
+        "What is run: `experiments/holzmuller_inconsistency.toml`, the conventions of the paper's mc_training.py as "
+        "options: f(x) = c + sum w_i relu(a_i x + b_i) with relu'(0) = 1 (`relu_grad_at_zero = 1`: a unit is off "
+        "only where a x + b < 0), loss 1/2 sum_j p_j (f(x_j) - y_j)^2, full-batch GD, float64, every run to the end "
+        "(`settle = false`), the paper's `crossed` event as `kink_reached_data` (max_i |b_i/a_i| >= min |x_j| = 1). "
+        "The networks are the paper's own: `experiments/holzmuller_inconsistency_data.py` replays its seeds "
+        "(np.random.seed(1234567890), the per-worker seeds) and writes each network's He init (a, w; b = c = 0), "
+        "its data weights p = counts/256 (rows of `problem.file`, one per `init_row`) and its step "
+        "1/lambda_max(A_ref M) (the file's `lr` array, a per-row learning-rate multiplier).",
+        "",
+        f"How it was checked: `tests/reference_papers.py` re-implements the paper's train_one_epoch in NumPy float64 "
+        f"(same order: -lr p_j (f_j - y_j) first, then the c, b, a, w steps, the kink after each update), and "
+        f"computes lambda_max independently as the top eigenvalue of the weighted Jacobian Gram matrix "
+        f"P^(1/2) J J^T P^(1/2): it equals the file's 1/lr (the paper's block formula) to {c['lr_rel']:.0e} "
+        "relative.",
+        "",
+        f"- {K:,} networks x {steps:,} steps: engine {c['wall']:.0f} s, reference {c['ref_wall']:.0f} s. The crossed "
+        f"map agrees on {np.mean(~dis):.2%} of the networks ({int(dis.sum())} differ) and the first crossing step "
+        f"is the same in {np.mean(step == r['cross_step']):.2%}. Final losses: bit-equal in "
+        f"{np.mean(ds.final_loss.values == r['final_loss']):.0%} of the networks; where no kink reached the data "
+        f"they agree to {rel_in:.1e} relative (GD at lr = 1/lambda_max contracts towards the fit, so the two "
+        f"programs' different rounding stays at a few ulps); where one did, to {rel_x:.1e}: once a kink is among "
+        "the data, units switch on and off at points along the way, and each switch amplifies the rounding "
+        "difference (the later the crossing, the fewer switches before the end). No verdict came close enough to "
+        "its threshold (max |b/a| within that rounding of 1) to flip.",
+        f"- No kink reached the data within {steps:,} steps in {never.mean():.1%} [{lo:.1%}, {hi:.1%}] of the "
+        f"networks ({at_fit.mean():.1%} also end at or above the best fit linear on each side of 0 with a shared "
+        "bias, `beat_linear = 0`; the others beat it with a different intercept on each side, which a network "
+        "whose kinks stay inside (-1, 1) can do). Crossings are early: "
+        f"{np.mean(crossed & (step <= 1000)) / max(crossed.mean(), 1e-12):.0%} of them by step 1,000.",
+        "- Not reproduced here: the paper's sufficient criterion (TrainingSetup.check_convergence), which proves "
+        "that a kink never crosses later; runs are instead trained a fixed budget.",
+    ])
+
+
 def main(names):
     names = names or list(ENTRIES)
     for name in names:
@@ -522,5 +733,82 @@ def main(names):
     (RES / "README.md").write_text("\n".join(index))
 
 
+
+def _md_html(md: str) -> str:
+    """The gallery's markdown (headings, images, bullets, paragraphs, `code`, **bold**, links) as HTML."""
+    import html
+    import re
+
+    def inline(t):
+        t = html.escape(t, quote=False)
+        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+        t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+        return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', t)
+
+    out, in_list = [], False
+    for line in md.splitlines():
+        img = re.fullmatch(r"!\[([^\]]*)\]\(([^)\s]+)\)\s*", line)
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")) + 1, 4)
+            out.append(f"<h{level}>{inline(line.lstrip('#').strip())}</h{level}>")
+        elif img:
+            out.append(f'<a href="{html.escape(img[2])}"><img src="{html.escape(img[2])}" alt="{html.escape(img[1])}"></a>')
+        elif line.startswith("- "):
+            out.append(("" if in_list else "<ul>") + f"<li>{inline(line[2:])}</li>")
+            in_list = True
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    return "\n".join(out + (["</ul>"] if in_list else []))
+
+
+def gallery_index():
+    """results/index.html: every entry's findings and figures on one local page, and an offline
+    ``sweep report`` page (results/reports/<file>.html) of each of its result files."""
+    import html
+
+    from sweep.report import report
+
+    (RES / "reports").mkdir(exist_ok=True)
+    owner = {}
+    for nc in sorted(RES.glob("*.nc")):
+        names = [n for n in ENTRIES if nc.stem == n or nc.stem.startswith(n + "_")]
+        owner.setdefault(max(names, key=len) if names else None, []).append(nc)
+    parts, toc = [], []
+    for name, (title, _) in ENTRIES.items():
+        md = RES / f"{name}.md"
+        if not md.exists():
+            continue
+        links = []
+        for nc in owner.get(name, []):
+            try:
+                page = report(nc, RES / "reports" / f"{nc.stem}.html", source=nc.name)
+                ds = sweep.load(nc)
+                dims = " x ".join(f"{d} {n}" for d, n in ds.sizes.items() if d not in ("traj", "step"))
+                links.append(f'<li><a href="reports/{page.name}">{nc.name}</a>: {html.escape(dims)} '
+                             f"(interactive report, {page.stat().st_size / 2 ** 20:.2f} MB, opens offline)</li>")
+            except (ValueError, KeyError) as e:
+                links.append(f"<li>{nc.name}: no report ({html.escape(str(e))})</li>")
+        toc.append(f'<li><a href="#{name}">{html.escape(title)}</a></li>')
+        parts.append(f'<section id="{name}">{_md_html(md.read_text())}'
+                     + (f"<p>Result files:</p><ul>{''.join(links)}</ul>" if links else "") + "</section>")
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>sweep gallery</title><style>"
+            "body{font:15px/1.45 system-ui,sans-serif;max-width:1100px;margin:20px auto;padding:0 12px;color:#222}"
+            "img{max-width:100%;border:1px solid #ddd}section{border-top:2px solid #ccc;margin-top:28px}"
+            "code{background:#f3f3f3;padding:0 3px}</style></head><body><h1>sweep gallery</h1>"
+            "<p>Each seed question answered by a spec in <code>experiments/</code>, a figure and findings; "
+            "regenerate with <code>python results/make_all.py</code> (this page alone: "
+            "<code>python results/make_all.py index</code>). Images and reports are local files beside this page.</p>"
+            f"<ul>{''.join(toc)}</ul>{''.join(parts)}</body></html>")
+    (RES / "index.html").write_text(page)
+    return RES / "index.html"
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:] == ["index"]:
+        print(f"wrote {gallery_index()}")
+    else:
+        main(sys.argv[1:])
+        gallery_index()

@@ -7,7 +7,6 @@ needs a little of sweep (``sweep --help``) does not pay for importing JAX.
 __version__ = "0.1.0"
 
 import importlib as _importlib
-import importlib.util as _importlib_util
 import sys as _sys
 import types as _types
 
@@ -21,13 +20,14 @@ _EXPORTS = {
     "run": "api", "merge": "merge", "refine": "refine",
     "outcomes": "analysis", "summary": "analysis", "fractions": "analysis", "boundary": "analysis",
     "fractal_dimension": "analysis", "uncertainty_exponent": "analysis",
+    "basin_entropy": "dynamics", "fractal_test": "dynamics", "wada": "dynamics", "tipping": "dynamics",
     "Spec": "config", "SpecError": "config", "parse_spec": "config",
     "load": "io", "save": "io",
     "Outcome": "outcomes", "Thresholds": "outcomes",
 }
 
 __all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "boundary", "fractal_dimension",
-           "uncertainty_exponent", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds",
+           "uncertainty_exponent", "basin_entropy", "fractal_test", "wada", "tipping", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds",
            "__version__"]
 
 
@@ -50,8 +50,12 @@ def __getattr__(name: str):
         value = getattr(_importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
         globals()[name] = value  # once
         return value
-    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
-        return _importlib.import_module(f"{__name__}.{name}")  # a submodule: sweep.engine, sweep.plot, ...
+    if not name.startswith("_"):  # a submodule, as with an eager package (``sweep.engine.dataset``)
+        try:
+            return _importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

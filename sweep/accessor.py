@@ -1,7 +1,7 @@
 """``ds.sweep.*``: the analysis and plot functions as methods of result Datasets.
 
 Importing this module registers the accessor. Every method only forwards to the function of
-the same name in ``sweep.analysis`` or ``sweep.plot`` with the Dataset as first argument;
+the same name in ``sweep.analysis``, ``sweep.dynamics``, ``sweep.plot`` or ``sweep.report`` with the Dataset as first argument;
 see those for arguments and return values.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ def _forward(func):
 _METHODS = {  # method -> the module of the function it forwards to (imported on first use: it imports JAX)
     "outcomes": "analysis", "summary": "analysis", "fractions": "analysis", "boundary": "analysis",
     "fractal_dimension": "analysis", "uncertainty_exponent": "analysis",
-    "basin_map": "plot", "convergence_map": "plot", "fractions_plot": "plot", "boundary_plot": "plot",
+    "basin_entropy": "dynamics", "fractal_test": "dynamics", "wada": "dynamics", "tipping": "dynamics",
+    "tipping_plot": "plot", "report": "report", "basin_map": "plot", "convergence_map": "plot", "fractions_plot": "plot", "boundary_plot": "plot",
     "trajectories": "plot", "loss_curves": "plot",
 }
 

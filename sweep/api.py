@@ -14,7 +14,7 @@ import xarray as xr
 
 from . import cores
 from .config import Spec, SpecError, parse_spec
-from .engine import chunk_starts, execute, make_plan, metric_attrs, recorded_indices, run_recorded
+from .engine import chunk_starts, chunk_valid, execute, make_plan, metric_attrs, recorded_indices, run_recorded
 from .io import (StorageError, check_writable, load, order_vars, provenance, recorded_dataset, skeleton, to_dataset,
                  var_attrs)
 from .lock import OutputLock
@@ -55,20 +55,79 @@ def _set_dtype(dtype: str) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+SHARD_ENV = "SWEEP_SHARD"
+
+
 def parse_shard(shard) -> tuple[int, int] | None:
-    """'I/N' or (I, N) -> (I, N), validated."""
+    """'I/N', (I, N) or 'auto' -> (I, N), validated.
+
+    'auto' reads ``SWEEP_SHARD=I/N`` or, under a SLURM job array, ``SLURM_ARRAY_TASK_ID`` and
+    ``SLURM_ARRAY_TASK_COUNT`` (with ``SLURM_ARRAY_TASK_MIN`` and ``SLURM_ARRAY_TASK_STEP`` when the
+    array does not count 0, 1, 2, ...): ``--array=1-16`` and ``--array=0-30:2`` give shards 0..15 of 16.
+    """
     if shard is None:
         return None
+    if isinstance(shard, str) and shard.strip() == "auto":
+        return shard_from_env(os.environ)
     if isinstance(shard, str):
         try:
             i, n = (int(x) for x in shard.split("/"))
         except ValueError:
-            raise SpecError(f"--shard {shard!r}: expected I/N with integers, e.g. --shard 0/4") from None
+            raise SpecError(f"--shard {shard!r}: expected I/N with integers (e.g. --shard 0/4) or 'auto' "
+                            f"(from {SHARD_ENV} or a SLURM array)") from None
     else:
         i, n = shard
     if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
         raise SpecError(f"--shard {i}/{n}: needs 0 <= I < N, e.g. --shard 0/4 ... --shard 3/4")
     return i, n
+
+
+def shard_from_env(env) -> tuple[int, int]:
+    """``--shard auto``: (I, N) from ``SWEEP_SHARD`` or the SLURM array variables (SpecError if none is set)."""
+    if env.get(SHARD_ENV, "").strip():
+        raw = env[SHARD_ENV].strip()
+        if raw == "auto":
+            raise SpecError(f"{SHARD_ENV}=auto: give the shard itself, e.g. {SHARD_ENV}=0/4")
+        try:
+            return parse_shard(raw)
+        except SpecError as e:
+            raise SpecError(f"{SHARD_ENV}={raw!r}: {str(e).split(': ', 1)[-1]}") from None
+    if "SLURM_ARRAY_TASK_ID" not in env:
+        raise SpecError(f"--shard auto: neither {SHARD_ENV} nor SLURM_ARRAY_TASK_ID is set; run it as a SLURM "
+                        f"array task (sbatch --array=0-N-1), set {SHARD_ENV}=I/N, or give --shard I/N")
+    names = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
+             "SLURM_ARRAY_TASK_STEP")
+    vals = {}
+    for k in names:
+        if env.get(k, "").strip():
+            try:
+                vals[k] = int(env[k])
+            except ValueError:
+                raise SpecError(f"--shard auto: {k}={env[k]!r} is not an integer") from None
+    tid, lo = vals["SLURM_ARRAY_TASK_ID"], vals.get("SLURM_ARRAY_TASK_MIN", 0)
+    step = vals.get("SLURM_ARRAY_TASK_STEP", 1) or 1
+    count = vals.get("SLURM_ARRAY_TASK_COUNT")
+    if count is None and "SLURM_ARRAY_TASK_MAX" in vals:
+        count = (vals["SLURM_ARRAY_TASK_MAX"] - lo) // step + 1
+    if count is None:
+        raise SpecError(f"--shard auto: SLURM_ARRAY_TASK_ID={tid} but SLURM_ARRAY_TASK_COUNT is not set; "
+                        "give --shard I/N")
+    hi = vals.get("SLURM_ARRAY_TASK_MAX", lo + (count - 1) * step)
+    if (tid - lo) % step or (hi - lo) // step + 1 != count or not lo <= tid <= hi:
+        raise SpecError(f"--shard auto: the SLURM array (task {tid}, min {lo}, max {hi}, step {step}, count {count}) "
+                        "is not evenly spaced; use --array=0-N-1 (or A-B:S) or give --shard I/N")
+    return parse_shard(((tid - lo) // step, count))
+
+
+def shard_span(n: int, shard: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Positions [lo, hi) of the run order (compile groups one after another) that shard (I, N) runs:
+    contiguous, and sizes that differ by at most one; empty when N exceeds the trajectories."""
+    if shard is None:
+        return None
+    i, k = shard
+    q, r = divmod(int(n), k)
+    lo = i * q + min(i, r)
+    return lo, lo + q + (1 if i < r else 0)
 
 
 def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = False, resume: bool = False,
@@ -89,8 +148,11 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
       progress: True: a progress bar; False: nothing; "lines": a plain line now and then (batch
         logs); None (default): the bar when stderr is a terminal, else the lines.
       set: overrides such as ``["train.steps=500", "axes.lr=[0.1, 1.0]"]``.
-      shard: "I/N": run only every N-th chunk starting at I and write a part file to ``out``
-        (combine the N parts with ``sweep merge``). Set automatically under jax.distributed.
+      shard: "I/N": run only the I-th of N contiguous, balanced ranges of the trajectories (in run
+        order: compile groups one after another) and write a part file to ``out`` (combine the
+        N parts with ``sweep merge``); "auto": I/N from ``SWEEP_SHARD`` or the SLURM array
+        variables. Under jax.distributed (several processes) each process runs shard
+        ``process_index/process_count`` into ``OUT.partIofN.nc``.
     Returns:
       xr.Dataset with one dimension per axis; ``outcome`` (int8), ``final_loss``, ``min_loss``,
       ``converge_step``, ``stop_step``, ``final_grad_norm``, ``final_<param>`` and metrics.
@@ -119,12 +181,16 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     if overwrite and resume:
         raise SpecError("--overwrite and --resume: choose one (resume continues a run, overwrite starts over)")
     shard = parse_shard(shard)
-    if shard is None and jax.process_count() > 1 and out is not None:
-        # jax.distributed: each process runs its share of the chunks into its own part file
-        shard = (jax.process_index(), jax.process_count())
-        out = distributed_part_path(out, shard)
+    if jax.process_count() > 1:
+        if out is None:
+            raise SpecError(f"a multi-process run (jax.distributed, {jax.process_count()} processes) needs out: each "
+                            "process writes its part file OUT.partIofN.nc for 'sweep merge'")
+        if shard is None:  # jax.distributed: each process runs its share of the trajectories into its own part file
+            shard = (jax.process_index(), jax.process_count())
+            out = distributed_part_path(out, shard)
     if shard is not None and out is None:
         raise SpecError("--shard needs --out: each shard writes a part file for 'sweep merge'")
+    span = shard_span(spec.n_trajectories, shard)
     dtype = dtype or spec.run["dtype"]
     if out is None:
         if resume:
@@ -134,7 +200,7 @@ def run(spec: Any, *, out: str | os.PathLike | None = None, overwrite: bool = Fa
     out = check_writable(out, overwrite=overwrite, resume=resume)
     if not resume and not out.parent.exists():  # refuse before the lock creates the output's folder
         _set_dtype(dtype)
-        check_disk(make_plan(spec, chunk_size, dtype), out)
+        check_disk(make_plan(spec, chunk_size, dtype, span), out)
     with OutputLock(out):
         return _run_to_file(spec, out, overwrite, resume, chunk_size, dtype, progress, shard, t_start)
 
@@ -149,8 +215,11 @@ def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress
     if resume and store.exists:
         meta = store.meta()
         _check_same_spec(spec, meta.get("spec_hash"), str(store.dir))
-        if shard is not None and tuple(meta.get("shard") or ()) != shard:
+        if tuple(meta.get("shard") or ()) != (shard or ()):
             raise SpecError(f"--resume: {str(store.dir)!r} belongs to shard {meta.get('shard')}, not {shard}")
+        if shard is not None and tuple(meta.get("span") or ()) != shard_span(spec.n_trajectories, shard):
+            raise SpecError(f"--resume: {str(store.dir)!r} was written by an older sweep that split shards by "
+                            "chunks; pass --overwrite to rerun this shard")
         dtype = meta["dtype"]
         chunk_size = meta["chunk"]
         for p in store.verify():
@@ -165,17 +234,18 @@ def _run_to_file(spec, out: Path, overwrite, resume, chunk_size, dtype, progress
         raise SpecError(f"{str(out)!r} has an unfinished run ({store.dir}): pass --resume to continue it or "
                         "--overwrite to start over")
     _set_dtype(dtype)
-    plan = make_plan(spec, chunk_size, dtype)
-    mine = (lambda i: i % shard[1] == shard[0]) if shard else (lambda i: True)
-    todo = [i for i in range(plan.n_chunks) if mine(i)]
+    span = shard_span(spec.n_trajectories, shard)
+    plan = make_plan(spec, chunk_size, dtype, span)
+    todo = list(range(plan.n_chunks))
     check_disk(plan, out, todo_fraction=sum(i not in done for i in todo) / max(1, plan.n_chunks),
                reuse=store.nbytes() if done else 0)
     if not done:
         store.create({"spec_hash": spec.hash(), "spec": spec.to_toml(), "chunk": plan.chunk, "dtype": dtype,
-                      "n_chunks": plan.n_chunks, "shard": list(shard) if shard else None})
+                      "n_chunks": plan.n_chunks, "shard": list(shard) if shard else None,
+                      "span": list(span) if span else None})
     hint = resume_command(out, shard)
     with _Signals() as sig:
-        stats = _execute(plan, store.write, progress, skip=lambda i: i in done or not mine(i), signals=sig,
+        stats = _execute(plan, store.write, progress, skip=lambda i: i in done, signals=sig,
                          resume_hint=hint)
         finished = store.done()
         missing = [i for i in todo if i not in finished]
@@ -229,6 +299,34 @@ def clean_temporary(out: Path) -> None:
 
 def resume_command(out, shard) -> str:
     return f"sweep run SPEC --out {out} --resume" + (f" --shard {shard[0]}/{shard[1]}" if shard else "")
+
+
+DISTRIBUTED_TIMEOUT_ENV = "SWEEP_DISTRIBUTED_TIMEOUT"  # seconds to wait for every process to join (JAX: 300)
+
+
+def start_distributed(env=None) -> tuple[int, int] | None:
+    """``sweep run --distributed``: ``jax.distributed.initialize()`` (JAX's auto-detection: SLURM, Open
+    MPI, Cloud TPU, ...; or ``JAX_COORDINATOR_ADDRESS`` with ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID``); returns this process's shard (process_index, process_count), None for one process.
+    ``SWEEP_DISTRIBUTED_TIMEOUT`` (seconds, JAX's default 300): how long a process waits for the others to
+    join; one that dies before joining makes the others exit non-zero after it."""
+    env = os.environ if env is None else env
+    kw = {}
+    for name, key in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id"),
+                      (DISTRIBUTED_TIMEOUT_ENV, "initialization_timeout")):
+        if env.get(name, "").strip():
+            try:
+                kw[key] = int(env[name])
+            except ValueError:
+                raise SpecError(f"--distributed: {name}={env[name]!r} is not an integer") from None
+    try:
+        jax.distributed.initialize(**kw)
+    except (RuntimeError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        raise SpecError(f"--distributed: jax.distributed.initialize() failed ({msg[:300]}); run under SLURM "
+                        "(srun), Open MPI or a Cloud TPU pod, or set JAX_COORDINATOR_ADDRESS=host:port, "
+                        "JAX_NUM_PROCESSES and JAX_PROCESS_ID in every process") from None
+    return (jax.process_index(), jax.process_count()) if jax.process_count() > 1 else None
 
 
 def distributed_part_path(out, shard: tuple[int, int]) -> Path:
@@ -294,7 +392,9 @@ def _execute(plan, sink, progress, skip=None, signals: _Signals | None = None, r
     """Run the chunks with a progress display; a signal stops after the current chunk (``_Signals``)."""
     total = plan.spec.n_trajectories
     if skip is not None:
-        total = sum(min(plan.chunk, g.size - start) for i, (g, start) in enumerate(chunk_starts(plan)) if not skip(i))
+        total = sum(chunk_valid(plan, g, start) for i, (g, start) in enumerate(chunk_starts(plan)) if not skip(i))
+    elif plan.span is not None:
+        total = plan.n_trajectories
     bar = _Progress(progress, total, f"sweep x{plan.spec.train['steps']} steps", "traj",
                     steps=plan.spec.train["steps"])
     if signals is not None:

@@ -27,9 +27,12 @@ EXAMPLES = {  # tests/test_cli.py runs every line (in this order of verbs), so t
              "  sweep run experiments/quickstart.toml --shard 0/2 --out parts/part0.nc\n"
              "  sweep run experiments/quickstart.toml --shard 1/2 --out parts/part1.nc\n"
              "  sweep merge parts/part*.nc -o results/merged.nc",
+    "status": "example:\n  sweep status parts/              # which shards are done, and the commands for the rest",
     "refine": "example:\n  sweep refine experiments/quartic_basin.toml --x x0 --y lr --levels 6 --var diverged "
               "-o results/quartic_refined.nc",
     "demo": "example:\n  sweep demo --out sweep_demo",
+    "report": "example:\n  sweep report results/quick.nc -o quick.html      # open quick.html#optimizer=adam for a facet\n"
+              "  sweep report results/quick.nc -o quick.html --x w0 --y b0 --max-cells 1024 --overwrite",
     "list": "example:\n  sweep list            # problems, activations, optimizers, outcomes",
 }
 
@@ -82,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue an interrupted run of the same spec")
     r.add_argument("--shard", metavar="I/N", help="run shard I of N (e.g. a SLURM array task) and write a part file "
                    "for 'sweep merge'")
+    r.add_argument("--distributed", action="store_true", help="one process of a multi-process run: calls "
+                   "jax.distributed.initialize() (auto-detected under SLURM, Open MPI, Cloud TPU; else set "
+                   "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); each process writes OUT.partIofN.nc")
     r.add_argument("--chunk-size", type=int, help="trajectories per compiled call (default: automatic)")
     r.add_argument("--dtype", choices=("float32", "float64"), help="precision (default: the spec's, float32)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
@@ -143,7 +149,24 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("parts", nargs="+", help="part files written by sweep run --shard I/N")
     m.add_argument("-o", "--out", required=True, help="merged netCDF output")
     m.add_argument("--overwrite", action="store_true")
+    m.add_argument("--partial", action="store_true", help="merge the parts there are (by default missing shards "
+                   "are refused and named); their trajectories get outcome -1 and NaN")
 
+    st = sub.add_parser("status", help="which shards / chunks of a sweep are done or missing, and the commands "
+                        "that finish it (exit 0: complete, 1: work left)", epilog=EXAMPLES["status"],
+                        formatter_class=fmt)
+    st.add_argument("paths", nargs="+", metavar="OUT_OR_PARTS", help="the run's output, its part files, or a folder "
+                    "of them")
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of a result (opens offline)", formatter_class=fmt,
+                        epilog=EXAMPLES["report"])
+    rp.add_argument("path", help="result file written by sweep run (.nc)")
+    rp.add_argument("-o", "--output", help="HTML file (default: the result's path with .html)")
+    rp.add_argument("--x", help="dimension across the maps (default: the largest numeric one)")
+    rp.add_argument("--y", help="dimension up the maps (default: the next largest)")
+    rp.add_argument("--max-cells", type=int, default=None, help="cells shown before b x b blocks drawn in their most "
+                    "common outcome are shown instead (default 262,144)")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing page")
     sub.add_parser("list", help="registered problems, activations, optimizers, initialisers and outcomes",
                    epilog=EXAMPLES["list"], formatter_class=fmt)
     return p
@@ -210,7 +233,8 @@ def _summary_line(ds) -> str:
 
     codes, counts = np.unique(np.asarray(ds["outcome"]), return_counts=True)
     n = counts.sum()
-    return ", ".join(f"{Outcome(c).name.lower()} {k / n:.1%}" for c, k in zip(codes, counts))
+    name = lambda c: Outcome(c).name.lower() if 0 <= c <= max(Outcome) else "not run"  # noqa: E731 (-1: merge --partial)
+    return ", ".join(f"{name(c)} {k / n:.1%}" for c, k in zip(codes, counts))
 
 
 def _plan_line(spec, plan, out) -> str:
@@ -225,17 +249,27 @@ def cmd_run(args) -> int:
     from .engine import make_plan
     from .io import StorageError, check_writable
 
+    if args.distributed and args.shard:
+        raise SpecError("--distributed with --shard: choose one (under --distributed each process runs shard "
+                        "process_index/process_count)")
     spec = parse_spec(args.spec, args.set)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise SpecError(f"--chunk-size {args.chunk_size}: must be an integer >= 1")
     shard = parse_shard(args.shard)
     out = args.out or str(Path(args.spec).with_suffix(".nc"))
+    if args.distributed and not args.dry_run:
+        from .api import distributed_part_path, start_distributed
+
+        shard = start_distributed()
+        out = str(distributed_part_path(out, shard)) if shard else out
     if args.dry_run:
         return _print_plan(spec, out, args.chunk_size, args.dtype, probe=True, where=args.spec)
     check_writable(out, overwrite=args.overwrite, resume=args.resume)
     if not args.quiet:
-        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype), out)
-              + (f" (shard {shard[0]}/{shard[1]})" if shard else ""), file=sys.stderr)
+        from .api import shard_span
+
+        print(_plan_line(spec, make_plan(spec, args.chunk_size, args.dtype, shard_span(spec.n_trajectories, shard)),
+                         out) + (f" (shard {shard[0]}/{shard[1]})" if shard else ""), file=sys.stderr)
     progress = False if args.quiet else (True if args.progress else None)
     t = time.perf_counter()
     try:
@@ -336,10 +370,19 @@ def cmd_refine(args) -> int:
 def cmd_merge(args) -> int:
     from .merge import merge
 
-    ds = merge(args.parts, args.out, overwrite=args.overwrite)
-    print(f"merged {len(args.parts)} parts into {args.out}: {_summary_line(ds)}")
+    ds = merge(args.parts, args.out, overwrite=args.overwrite, partial=args.partial)
+    print(f"merged {len(args.parts)} parts into {args.out}: {_summary_line(ds)}"
+          + (f" (partial: shards {ds.attrs['missing_shards']})" if "missing_shards" in ds.attrs else ""))
     ds.close()
     return 0
+
+
+def cmd_status(args) -> int:
+    from .status import status
+
+    lines, complete = status(args.paths)
+    print("\n".join(lines))
+    return 0 if complete else 1
 
 
 def cmd_demo(args) -> int:
@@ -529,8 +572,14 @@ def cmd_list(args) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "demo": cmd_demo,
-         "info": cmd_info, "plot": cmd_plot, "list": cmd_list}
+def cmd_report(args) -> int:
+    from .report import cmd_report as report
+
+    return report(args)
+
+
+VERBS = {"run": cmd_run, "plan": cmd_plan, "refine": cmd_refine, "merge": cmd_merge, "status": cmd_status,
+         "demo": cmd_demo, "info": cmd_info, "plot": cmd_plot, "report": cmd_report, "list": cmd_list}
 
 
 if __name__ == "__main__":

@@ -76,8 +76,11 @@ def data_points(data: Mapping[str, Any]) -> int:
 
     A fixed dataset is held whole (``n`` points, even when minibatches are drawn from it); fresh
     batches hold one batch (``batch``, or ``n`` when batch = 0) plus the reference sample on
-    which the final-window statistics are measured (max(4 * batch, 4096) points).
+    which the final-window statistics are measured (max(4 * batch, 4096) points); the neuron's
+    ``population = true`` holds none (its loss is an expectation over the distribution).
     """
+    if data.get("population", False):
+        return 0  # the expected loss over the distribution: no data held
     if not data.get("fresh", False):
         return int(data["n"])
     per_step = points_per_step(data)
@@ -669,9 +672,34 @@ def _function_aliases(fn: _Loss, start: dict[str, str]) -> dict[str, Any]:
 
 def _check_conflicts(train, popts, swept, axes):
     data = popts.get("data")  # (fresh with batch 0 means batches of n points: allowed)
+    if data and "population" in data:
+        _check_population(data, axes)
     if data and not data["fresh"] and data["batch"] > data["n"]:
         raise _fail("problem.data.batch", data["batch"], f"must be <= data.n = {data['n']} for a fixed dataset "
                     "(or set fresh = true)")
+
+
+def _check_population(data: Mapping[str, Any], axes: list[Axis]) -> None:
+    """data.population = true trains on the exact expected loss: there is no batch to draw, fresh or not."""
+
+    def values(name):  # every value a data option takes, and the key that gives them
+        for a in axes:
+            for m, vals in zip(a.members, a.values):
+                if m == "data." + name:
+                    key = f"axes.{a.name}" if a.members == (a.name,) else (
+                        f"axes.{m}" if a.spacing == "random" else f"axes.{a.name}.zip.{m}")
+                    return list(vals), key
+        return [data[name]], f"problem.data.{name}"
+
+    if not any(values("population")[0]):
+        return
+    for name, bad, allowed in (("fresh", lambda x: x is True, "false"), ("batch", lambda x: x != 0, "0")):
+        vals, key = values(name)
+        hit = [x for x in vals if bad(x)]
+        if hit:
+            raise _fail(key, hit[0], f"must be {allowed} with data.population = true (the expected loss over the "
+                        "input distribution has no batches: its gradient is exact); remove data."
+                        f"{name}, or set population = false to train on a sample")
 
 
 def _check_problem_values(pdef, popts, init, axes) -> None:

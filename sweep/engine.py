@@ -21,6 +21,7 @@ import numpy as np
 from .config import Spec, points_per_step
 from .layout import blocking, in_blocks, make_value_and_grad, one_trajectory, primitives
 from .optimizers import OPTIMIZERS, default_lr
+from .population import NODES_BOUND
 from .problems import PROBLEMS
 from .outcomes import ALIVE, Thresholds
 from .step import StepInput, make_trajectory, propagate, sharpness, step_map
@@ -65,10 +66,16 @@ class Plan(NamedTuple):
     groups: tuple[Group, ...]
     chunk: int
     dtype: str
+    span: tuple[int, int] | None = None  # a shard: positions [lo, hi) of the run order (None: every trajectory)
 
     @property
     def n_chunks(self) -> int:
-        return sum(math.ceil(g.size / self.chunk) for g in self.groups)
+        return sum(math.ceil((b - a) / self.chunk) for _, a, b in group_ranges(self))
+
+    @property
+    def n_trajectories(self) -> int:
+        """Trajectories this plan runs (the shard's, or the whole grid's)."""
+        return sum(b - a for _, a, b in group_ranges(self))
 
     @property
     def n_compiles(self) -> int:
@@ -102,13 +109,16 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
 
     ~16 copies of each scalar parameter (parameters, gradient, optimizer state, accumulators,
     double buffers) plus ~24 summary scalars; with the ``vmap`` layout (or problems without a
-    per-point loss) also ~4 values per data point for the (trajectories x points) temporaries.
+    per-point loss) also ~4 values per data point for the (trajectories x points) temporaries
+    (``data.population``: per quadrature node, ``sweep.population.NODES_BOUND``).
     """
     item = np.dtype(dtype).itemsize
     n_params = max(1, len(PROBLEMS[spec.problem].init) or 4)
     per = (16 * n_params + 24) * item
     data = spec.problem_options.get("data")
-    if data and spec.run["layout"] == "vmap":
+    if data and data.get("population"):  # the neuron's expected loss: its quadrature nodes, vmapped
+        per += 4 * NODES_BOUND * item
+    elif data and spec.run["layout"] == "vmap":
         per += 4 * points_per_step(data) * item
     if data and (data.get("fresh") or points_per_step(data) < data.get("n", 0)):
         # noisy batches: the final-window loss on the reference sample is computed with vmap
@@ -117,6 +127,9 @@ def per_trajectory_bytes(spec: Spec, dtype: str) -> int:
 
 
 CPU_CHUNK_PER_DEVICE = 8192  # best of the scan in benchmarks/RESULTS.md (flat within ~10% from 4,096 to 16,384)
+
+
+MIN_CHUNK_PER_DEVICE = 2  # trajectories per device in a chunk, at least (1 per device changes adam's last bits)
 
 
 VMAP_BLOCKS_PER_CHUNK = 16  # CPU, vmap layout: blocks per device per chunk (B: 512 per device, 1.4x the 2,048 of a 4,096 chunk)
@@ -158,7 +171,9 @@ def default_chunk(spec: Spec, backend: str, dtype: str = "float32") -> int:
     return int(base)
 
 
-def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = None) -> Plan:
+def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = None,
+              span: tuple[int, int] | None = None) -> Plan:
+    """The execution plan; ``span``: only positions [lo, hi) of the run order (a shard: ``api.shard_span``)."""
     dtype = dtype or spec.run["dtype"]
     traced_axes, group_axes = [], []
     for i, a in enumerate(spec.axes):
@@ -179,6 +194,9 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
                 else:
                     static[m] = vals[k]  # a traced member zipped with a static one: a group constant
         groups.append(Group(fixed, static, shared, sub))
+    if span is not None:  # a shard: chunks no larger than its largest piece of one group
+        shard_plan = Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), 1, dtype, tuple(span))
+        sub = max([b - a for _, a, b in group_ranges(shard_plan)] or [1])
     backend = jax.default_backend()
     chunk = chunk_size or spec.run["chunk_size"]
     if not chunk:
@@ -191,8 +209,11 @@ def make_plan(spec: Spec, chunk_size: int | None = None, dtype: str | None = Non
     chunk = int(chunk)
     chunk = max(1, min(chunk, 1 << max(0, (sub - 1).bit_length())))
     n_dev = len(local_devices())
+    # XLA compiles a batch of one per device differently (other last bits): never fewer than two
+    chunk = max(chunk, MIN_CHUNK_PER_DEVICE * n_dev)
     chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count: equal shares
-    plan = Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype)
+    plan = Plan(spec, tuple(traced_axes), tuple(traced_names), tuple(groups), chunk, dtype,
+                None if span is None else tuple(span))
     _check_events(plan)
     return plan
 
@@ -206,8 +227,13 @@ def _check_events(plan: Plan) -> None:
     one = plan._replace(chunk=1)
     for g in {_static_key(plan, g): g for g in plan.groups}.values():
         v, keys, _ = chunk_inputs(one, Chunk(g, np.zeros(1, np.int64), 1))
-        shapes = jax.eval_shape(lambda k, vv: problem_for(plan, g).init(k, vv), keys[0], one_trajectory(v))
+        problem = problem_for(plan, g)
+        shapes = jax.eval_shape(lambda k, vv: problem.init(k, vv), keys[0], one_trajectory(v))
+        taken = set(problem.events) | {n + "_step" for n in problem.events} | set(problem.metric_attrs)
         for e in plan.spec.events:
+            if e.name in taken or e.name + "_step" in taken or "final_" + e.name in taken:
+                raise SpecError(f"events.{e.name}: the name is already a result variable of this problem; "
+                                "choose another name")
             if e.param not in shapes:
                 raise SpecError(f"events.{e.name}.param: {e.param!r} is not a parameter of this problem; "
                                 f"its parameters are {', '.join(sorted(shapes))}")
@@ -394,7 +420,7 @@ def _build_chunk_fn(key) -> ChunkFns:
         out = jax.vmap(traj.finish)(state)
         for k, x in rec.items():
             out["rec_" + k] = x.T  # (T, n_rec)
-        if ref is not None:
+        if ref is not None or problem.sample is None:  # data-free problems (population) need no data for them
             out.update(jax.vmap(problem.metrics, (0, None, 0))(state.params, ref, v))
         if th.sharpness_iters:
             out["sharpness"] = jax.vmap(lambda p, b, vv: sharpness(problem, p, b, vv, th.sharpness_iters),
@@ -499,18 +525,40 @@ class Chunk(NamedTuple):
     valid: int  # number of real trajectories at the front
 
 
+def group_ranges(plan: Plan) -> Iterator[tuple[Group, int, int]]:
+    """(group, a, b): the local indices [a, b) of each group the plan runs (groups with none left out).
+
+    The run order puts the groups one after another, each group's trajectories in C order of
+    its traced axes; a plan with a ``span`` runs the positions [lo, hi) of that order."""
+    off = 0
+    for g in plan.groups:
+        a, b = 0, g.size
+        if plan.span is not None:
+            a, b = max(0, plan.span[0] - off), min(g.size, plan.span[1] - off)
+        if b > a:
+            yield g, a, b
+        off += g.size
+
+
 def chunk_starts(plan: Plan) -> Iterator[tuple[Group, int]]:
     """(group, first local index) of every chunk, in order - cheap: no indices are computed."""
-    for g in plan.groups:
-        for start in range(0, g.size, plan.chunk):
+    for g, a, b in group_ranges(plan):
+        for start in range(a, b, plan.chunk):
             yield g, start
+
+
+def chunk_valid(plan: Plan, g: Group, start: int) -> int:
+    """Real (unpadded) trajectories of the chunk of ``g`` that starts at ``start``."""
+    stop = next(b for gg, a, b in group_ranges(plan) if gg == g and a <= start < b)
+    return min(start + plan.chunk, stop) - start
 
 
 def make_chunk(plan: Plan, g: Group, start: int) -> Chunk:
     """The chunk of group ``g`` starting at local index ``start``: fixed size, padded at the end."""
     shape = plan.spec.shape
     tshape = tuple(shape[i] for i in plan.traced_axes)
-    local = np.arange(start, min(start + plan.chunk, g.size), dtype=np.int64)
+    stop = g.size if plan.span is None else start + chunk_valid(plan, g, start)
+    local = np.arange(start, min(start + plan.chunk, stop), dtype=np.int64)
     valid = len(local)
     local = np.concatenate([local, np.full(plan.chunk - valid, local[-1], np.int64)])
     multi = [None] * len(shape)

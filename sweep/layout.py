@@ -33,6 +33,7 @@ POINT_UNROLL = 8  # data points per iteration of the point loop (measured: A 1.7
 MATRIX_PRIMITIVES = frozenset({"dot_general", "conv_general_dilated"})
 BLOCK_BYTES = 1 << 19  # vmap layout: a block's (trajectories x points x units) temporaries stay near this size
 MAX_BLOCK = 64  # ... with at most this many trajectories per block
+OWN_ARRAY_BYTES = 1 << 10  # a data-free problem with scalar parameters is blocked when its working set is this big
 ACCELERATOR_BLOCK = 1 << 16  # on a GPU/TPU a block must fill the device: at most this many, within 1/16 of its memory
 
 
@@ -89,10 +90,15 @@ def block_size(problem: Problem, params, batch, v, budget: int = BLOCK_BYTES, mo
 def blocking(problem: Problem, params, batch, v, layout: str = "auto", backend: str = "cpu",
              memory: int | None = None) -> tuple[str, int | None]:
     """(layout, block size or None) the engine uses for one trajectory's params and v (arrays or
-    ShapeDtypeStructs): the vmap layout is run in blocks when a parameter is an array; the
-    block is cache-sized on CPU and fills 1/16 of ``memory`` (bytes) on an accelerator."""
+    ShapeDtypeStructs): the vmap layout is run in blocks when a parameter is an array, or when a
+    problem without data builds arrays of its own (the neuron's ``data.population``: its quadrature
+    nodes; a working set over ``OWN_ARRAY_BYTES``); the block is cache-sized on CPU and fills
+    1/16 of ``memory`` (bytes) on an accelerator."""
     chosen = resolve(problem, params, batch, v, layout)
-    if chosen != "vmap" or not any(a.shape for a in jax.tree_util.tree_leaves(params)):
+    if chosen != "vmap":
+        return chosen, None
+    if not any(a.shape for a in jax.tree_util.tree_leaves(params)) and (
+            batch is not None or working_set_bytes(problem, params, batch, v) < OWN_ARRAY_BYTES):
         return chosen, None
     if backend == "cpu":
         return chosen, block_size(problem, params, batch, v)

@@ -10,6 +10,10 @@
   fixed random data, one learning rate per layer (``lr0``, ``lr1``) and the classic criterion
   "trainable iff mean of the last k losses / initial loss < 1".
 
+Papers' conventions are options, not folded into lr: ``loss_scale`` (every network problem),
+``gain_placement`` and ``tail_window`` (two_layer_lr), a per-row ``lr`` array in two_layer_1d's data file.
+File arrays are read in float64 and rounded once to the run's dtype (exact in float64 runs).
+
 Written for ONE trajectory like every problem: parameters are a dict of arrays (weight matrices,
 bias vectors); only scalar parameters are listed in ``Problem.params`` (stored as ``final_<name>``),
 arrays are summarised by metrics. Random initial weights come from the trajectory key given to
@@ -39,7 +43,7 @@ from .problems import PROBLEMS, Problem, ProblemDef, _alpha
 
 INIT_DISTS = ("uniform", "normal", "he", "glorot")
 FLAT_LEFT = ("relu", "relu6")  # activations with an exactly zero derivative for z < 0: units can die
-DATA_NAMES = ("x", "y", "p")  # data arrays: ignored in an init file, so one .npz may hold data and weights
+DATA_NAMES = ("x", "y", "p", "lr")  # data arrays: ignored in an init file, so one .npz may hold data and weights
 
 
 def _activation_options(default: str) -> dict[str, Opt]:
@@ -748,6 +752,10 @@ def _one_d_files(o: dict) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], di
         raise ValueError(f"{'problem.file' if o['file'] else 'problem.x / y / p'}: {e}") from None
     rows = Rows(x.shape[0], f"the data of {o['file']!r} have K = {x.shape[0]} rows (x, y, p "
                             f"{_shape(x.shape)})") if x.ndim == 2 else Rows(0, "")
+    try:
+        rows = merge_rows(rows, one_d_lr(o)[1])
+    except ValueError as e:
+        raise ValueError(f"problem.file: {e}") from None
     fix = f"the shapes follow width = {o['width']}" + (f" and pieces = {o['pieces']}"
                                                         if o["activation"] == "maxout" else "")
     try:
@@ -758,12 +766,32 @@ def _one_d_files(o: dict) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], di
     return (x, y, p), arrays, rows
 
 
+def one_d_lr(o: dict) -> tuple[np.ndarray | None, Rows]:
+    """The optional array ``lr`` of a two_layer_1d's data file: () or (K,) float64 learning-rate multipliers (one per
+    init_row), or None. Raises ValueError naming the file and the array's shape as stored."""
+    if not o["file"] or Path(o["file"]).suffix != ".npz":
+        return None, Rows(0, "")
+    t = load_table(o["file"])
+    if "lr" not in t:
+        return None, Rows(0, "")
+    a = np.asarray(t["lr"])
+    if a.dtype.kind not in "fiu" or a.ndim > 1 or a.size == 0:
+        raise ValueError(f"file {o['file']!r}: array 'lr' has shape {_shape(a.shape)} and dtype {a.dtype} as stored; "
+                         "expected a number () or one per init_row (K,)")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a) & (a > 0)):
+        raise ValueError(f"file {o['file']!r}: array 'lr' must be finite and > 0 (a learning-rate multiplier)")
+    return a, (Rows(a.shape[0], f"array 'lr' of {o['file']!r} has shape {_shape(a.shape)} (K = {a.shape[0]} rows)")
+               if a.ndim == 1 else Rows(0, ""))
+
+
 def _validate_1d(o: dict) -> None:
     _one_d_files(o)
 
 
 def _build_two_layer_1d(o: dict) -> Problem:
     (x_np, y_np, p_np), arrays, _ = _one_d_files(o)
+    lr_np = one_d_lr(o)[0]
     rowed = x_np.ndim == 2  # one dataset per init_row
     n_pts = x_np.shape[-1]
     h = o["width"]
@@ -910,7 +938,12 @@ def _build_two_layer_1d(o: dict) -> Problem:
         return jnp.all(dead(p, batch, v)) if flat_left else jnp.asarray(False)
 
     def update_scale(v):
-        return {"a": v["lr0"], "b": v["lr0"], "alpha": v["lr0"], "w": v["lr1"], "c": v["lr1"]}
+        first, out = v["lr0"], v["lr1"]
+        if lr_np is not None:  # the file's per-row learning rate multiplies both layers'
+            r = jnp.asarray(lr_np, run_dtype(v))
+            r = pick(r, row_of(v), 0) if r.ndim else r
+            first, out = first * r, out * r
+        return {"a": first, "b": first, "alpha": first, "w": out, "c": out}
 
     per = ("; for this trajectory's own drawn weights, in the run's dtype" if draw else
            "; for this trajectory's row of the data" if rowed else "")
@@ -949,8 +982,10 @@ TWO_LAYER_1D = ProblemDef(
         "y": Opt(None, "floats", "data targets (default: x^2)"),
         "p": Opt(None, "floats", "data weights, normalised to sum 1 (default: equal)"),
         "file": Opt("", "str", "a .npz with arrays x, y[, p] or a .csv with columns x, y[, p] (replaces x, y, p); in "
-                    "a .npz each may be (n,) or (K, n): a 2-D array gives one dataset per init_row, each row's p "
-                    "normalised on its own"),
+                    "a .npz each may be (n,), (n, 1) or (K, n): a 2-D array gives one dataset per init_row, each "
+                    "row's p normalised on its own; a .npz may also hold lr, () or (K,): a learning-rate multiplier "
+                    "of every parameter per init_row (e.g. each network's own 1/lambda_max, as in Holzmueller & "
+                    "Steinwart), times train.lr and lr0 / lr1; values are used at the file's float64 precision"),
         "p_draw": Opt("fixed", "choice", "fixed: every trajectory trains on the weights p; multinomial: each "
                       "trajectory draws its own weights counts/m from m = p_samples draws over the points with "
                       "probabilities p, from its own key (new weights for every seed value and grid point, "
@@ -974,7 +1009,8 @@ TWO_LAYER_1D = ProblemDef(
         "bias_std": Opt(0.0, "float", "standard deviation of the initial hidden biases", lo=0.0, traced=True),
         **_layer_init_options(),
     },
-    "two-layer 1-D network f(x) = c + s sum_i w_i act(a_i x + b_i) (seed 003), loss 1/2 sum_j p_j (f(x_j) - y_j)^2 "
+    "two-layer 1-D network f(x) = c + s sum_i w_i act(a_i x + b_i) (seed 003), loss loss_scale * 1/2 sum_j p_j "
+    "(f(x_j) - y_j)^2 "
     "on weighted points (fixed, from a file per init_row, or drawn per trajectory: p_draw); compares with the best "
     "fit linear on each side of 0 (linear_fit_loss, beat_linear) and records whether a kink ever reached the data",
     validate=_validate_1d,
@@ -1194,7 +1230,7 @@ TWO_LAYER_LR = ProblemDef(
         "init_scale": Opt(1.0, "float", "scale s of the initial weights (see param)", lo=0.0, traced=True),
         **_layer_init_options(),
     },
-    "no-bias two-layer network f(x) = W1 act(W0 x), loss 1/2 mean (f - y)^2 on fixed random data, learning rate "
+    "no-bias two-layer network f(x) = W1 act(W0 x), loss loss_scale * 1/2 mean (f - y)^2 on fixed random or file data, learning rate "
     "train.lr * lr0 for W0 and train.lr * lr1 for W1 (the fractal trainability boundary); adds trainable and "
     "tail_loss_ratio",
     validate=_validate_lr,

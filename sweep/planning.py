@@ -18,7 +18,7 @@ from .io import human_bytes
 def result_bytes(plan) -> int:
     """Bytes of the result's grid variables (uncompressed: an upper bound of the netCDF file, and about
     the size of the parts a run keeps until it assembles the file)."""
-    return plan.spec.n_trajectories * bytes_per_trajectory(plan)
+    return plan.n_trajectories * bytes_per_trajectory(plan)
 
 
 def bytes_per_trajectory(plan) -> int:
@@ -61,7 +61,7 @@ def check_disk(plan, out: Path, todo_fraction: float = 1.0, reuse: int = 0) -> d
     parts = int(need * todo_fraction)
     if parts > free:
         raise SpecError(f"--out {str(out)!r}: the run needs about {human_bytes(parts)} for its parts "
-                        f"({plan.spec.n_trajectories:,} trajectories x {bytes_per_trajectory(plan)} B) and then up to "
+                        f"({plan.n_trajectories:,} trajectories x {bytes_per_trajectory(plan)} B) and then up to "
                         f"{human_bytes(need)} for the file, but only {human_bytes(free)} is free in {str(anc)!r}; "
                         "free space, choose another --out, or run fewer trajectories (--shard I/N on other disks)")
     return {"bytes": need, "free": free, "dir": str(anc), "tight": parts + need > free + reuse}

@@ -464,6 +464,44 @@ def boundary_plot(ds: xr.Dataset, x: Hashable, y: Hashable, ax=None, var: str = 
     return mesh
 
 
+def tipping_plot(ds: xr.Dataset, other: xr.Dataset, ax=None, var: str = "outcome",
+                 z: float = 1.96):
+    """Where each outcome of ``ds`` goes in ``other`` (same grid): P(outcome in other | outcome in
+    ds) of ``sweep.dynamics.tipping`` as a heat map, one row per outcome present in ``ds`` and one
+    column per outcome present in ``other``, each cell labelled with its count.
+
+    Args:
+      ds, other: result Datasets on the same grid. ax: Axes to draw in; default a new figure.
+      var: outcome-coded variable. z: normal quantile of the interval (as in ``tipping``).
+    Returns:
+      QuadMesh (its array is the probability, rows = ``from``, columns = ``to``).
+    """
+    from . import dynamics
+
+    t = dynamics.tipping(ds, other, z=z, var=var)
+    rows = [f for f in t["from"].values if int(t.n.sel({"from": f})) > 0]
+    cols = [g for g in t["to"].values if int(t["count"].sel(to=g).sum()) > 0]
+    sub = t.sel({"from": rows, "to": cols})
+    fig, ax = _new_axes(ax, figsize=(1.2 * len(cols) + 2.6, 0.8 * len(rows) + 1.6))
+    p = np.asarray(sub.probability.values, float)
+    mesh = ax.pcolormesh(np.arange(len(cols) + 1) - 0.5, np.arange(len(rows) + 1) - 0.5, p,
+                         cmap="Blues", vmin=0.0, vmax=1.0, shading="flat")
+    cnt = np.asarray(sub["count"].values)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, f"{cnt[i, j]:,}", ha="center", va="center", fontsize="small",
+                    color="white" if p[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.invert_yaxis()
+    ax.set_xlabel("outcome in the other sweep (to)")
+    ax.set_ylabel("outcome in this sweep (from)")
+    fig.colorbar(mesh, ax=ax, label="P(to | from)")
+    ax.set_title(f"tipping of {var}: {int(cnt.sum() - np.trace(cnt)):,} of {int(cnt.sum()):,} "
+                 "cells change", fontsize="medium")
+    return mesh
+
+
 # ----------------------------------------------------------------------------- trajectories
 
 

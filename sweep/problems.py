@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from . import user_loss
 from .activations import ACTIVATIONS, GRAD_AT_ZERO_CHOICES, get_activation
 from .options import Opt
+from .population import neuron_population
 
 
 class Problem(NamedTuple):
@@ -109,6 +110,15 @@ DATA_OPTIONS: dict[str, Opt] = {
     "std": Opt(1.0, "float", "normal: standard deviation", lo=0.0, lo_open=True),
 }
 
+NEURON_DATA: dict[str, Opt] = {
+    **DATA_OPTIONS,
+    "n": Opt(1000, "int", "points in the fixed dataset (ignored when fresh = true or population = true)", lo=1),
+    "population": Opt(False, "bool", "train on the expected loss over the input distribution instead of a sample: "
+                      "exact (closed form for piecewise-linear activations, Gauss-Legendre split at the kinks "
+                      "for smooth ones; see sweep.population), so no data are drawn and n is ignored; "
+                      "excludes fresh and batch"),
+}
+
 
 def _activation_options(default: str) -> dict[str, Opt]:
     return {
@@ -117,6 +127,12 @@ def _activation_options(default: str) -> dict[str, Opt]:
                      traced=True),
         "relu_grad_at_zero": Opt(0.0, "choice", "derivative of the ReLU family at the kink", choices=GRAD_AT_ZERO_CHOICES),
     }
+
+
+def _float_dtype(v: dict):
+    """The float dtype of a trajectory's traced values (the run's dtype), for problems without data."""
+    floats = [x for x in jax.tree_util.tree_leaves(v) if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+    return jnp.result_type(*floats) if floats else jnp.result_type(float)
 
 
 def _alpha(v: dict, activation: str):
@@ -183,17 +199,24 @@ def _build_neuron(o: dict) -> Problem:
             x = jax.random.uniform(key, (n,), jnp.float32, minval=d["lo"], maxval=d["hi"])
         return x, teacher(x, _alpha({}, o["teacher"]))
 
+    population = bool(d.get("population"))
+    if population:  # the expected loss over the input distribution: no data (see sweep.population)
+        pop = neuron_population(o, predict, lambda x: teacher(x, _alpha({}, o["teacher"])))
+        loss, residuals = pop.loss, pop.residuals
+        point_loss = sample = None
+
     realisable = o["activation"] == o["teacher"]
     ref = {"w": 1.0, "b": 0.0, "a": 1.0, "c": 0.0}
 
     def target(batch, v):
         """0 when the student can realise the teacher (same activation; prelu / maxout, which realise any
         teacher piecewise linear with one kink at 0); otherwise the best fit of the student family near
-        the teacher's parameters: ``FIT_ITERS`` Levenberg-Marquardt iterations on the reference data from
-        (w, b, a, c) = (1, 0, 1, 0), each accepted only if it lowers the loss."""
+        the teacher's parameters: ``FIT_ITERS`` Levenberg-Marquardt iterations on the reference data
+        (population: on the quadrature nodes, with the exact expected loss) from (w, b, a, c) = (1, 0, 1, 0),
+        each accepted only if it lowers the loss."""
+        dt = _float_dtype(v) if batch is None else batch[0].dtype
         if realisable or prelu or maxout:
-            return jnp.zeros((), batch[0].dtype)
-        dt = batch[0].dtype
+            return jnp.zeros((), dt)
         p0 = {n: jnp.asarray(ref[n], dt) for n in names}
 
         def lm(_, p):
@@ -229,6 +252,11 @@ def _build_neuron(o: dict) -> Problem:
 
     attrs = {"active_fraction": {"long_name": "fraction of data points with positive pre-activation at the end "
                                               "(maxout: where piece 0 is the strict maximum)", "units": "1"}}
+    if population:
+        metrics, inactive = pop.metrics, pop.inactive
+        attrs = {"active_fraction": {"long_name": "probability of a positive pre-activation at the end, over the "
+                                                  "input distribution (maxout: of piece 0 being the strict maximum)",
+                                     "units": "1"}}
     return Problem(names, init, loss, point_loss, sample, target, metrics, attrs, inactive, residuals)
 
 
@@ -256,6 +284,7 @@ NEURON = ProblemDef(
     "prelu: alpha is trained (final_alpha; its initial value is the alpha option, default 0.25); "
     "maxout: max over `pieces` linear pieces",
     has_data=True,
+    data_options=NEURON_DATA,
     least_squares=lambda o: True,
 )
 

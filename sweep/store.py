@@ -312,7 +312,7 @@ def _slabs(parts: Sequence[Part], n: int, slab: int, budget: int
 
 def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Sequence[Part], var_specs: dict[str, dict],
              overwrite: bool = True, progress: Callable[[int], None] | None = None,
-             final_attrs: Callable[[], dict] | None = None) -> Path:
+             final_attrs: Callable[[], dict] | None = None, missing_ok: bool = False) -> Path:
     """Write the final netCDF4 file slab by slab from the parts.
 
     Args:
@@ -323,6 +323,7 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Sequence[Part], 
       progress: called with the number of grid points written after each slab.
       final_attrs: called once the data are written; its attributes are added to the file
         (e.g. the wall time including the assembly).
+      missing_ok: points in no part keep the fill values (``sweep merge --partial``).
     """
     import netCDF4
 
@@ -360,8 +361,9 @@ def assemble(out: Path, skeleton, dims: tuple[str, ...], parts: Sequence[Part], 
                     for k, x in res.items():
                         if k in bufs:
                             bufs[k][pos] = np.asarray(x)[m]
-                if not (hit == 1).all():
-                    bad = int(np.flatnonzero(hit != 1)[0]) + a
+                wrong = (hit > 1) if missing_ok else (hit != 1)
+                if wrong.any():
+                    bad = int(np.flatnonzero(wrong)[0]) + a
                     raise StorageError(f"assembling {str(out)!r}: grid point {bad} is in {int(hit[bad - a])} parts "
                                        "(expected exactly one); the parts do not belong together")
                 _write_slab(variables, bufs, a, b, shape)

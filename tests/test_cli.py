@@ -100,7 +100,7 @@ def test_a_run_that_does_not_fit_on_the_disk_is_refused_before_any_compute(tmp_p
 
 # ----------------------------------------------------------------------------- every --help example
 REPO = Path(__file__).resolve().parents[1]
-ORDER = ["run", "plan", "info", "plot", "merge", "refine", "demo", "list"]
+ORDER = ["run", "plan", "info", "plot", "merge", "status", "refine", "report", "demo", "list"]
 
 
 def _shrunk(src: Path, dst: Path) -> None:

@@ -29,7 +29,7 @@ def test_readme_quickstart_matches_the_shipped_spec():
 
 
 def test_every_verb_has_help_with_an_example(capsys):
-    for verb in ("run", "demo", "info", "plot", "merge", "list"):
+    for verb in ("run", "demo", "info", "plot", "merge", "list", "report"):
         try:
             main([verb, "--help"])
         except SystemExit as e:
@@ -43,3 +43,12 @@ def test_readme_outcome_rules_are_generated_from_the_code():
     text = (ROOT / "README.md").read_text()
     section = text[text.index(OUTCOMES_BEGIN): text.index(OUTCOMES_END) + len(OUTCOMES_END)]
     assert section == outcome_rules(), "regenerate it: python -m sweep.docs --write"
+
+
+def test_submodules_are_reachable_from_the_package_like_an_eager_import():
+    import subprocess
+    import sys
+
+    code = "import sweep; print(len(sweep.engine.local_devices()) > 0, sweep.io.StorageError.__name__)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["True", "StorageError"], r.stderr

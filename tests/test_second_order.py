@@ -1,4 +1,9 @@
 """Second-order optimizers (seed 002): exact one-step answers, honest failure on singular systems."""
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 import jax
 import numpy as np
 import pytest
@@ -130,3 +135,44 @@ def test_gauss_newton_on_a_dead_mlp_is_nan_undamped_and_dead_damped():
     assert out[1, 0] == "nan" and ds.stop_step.values[1, 0] == 0
     assert out[1, 1] == "dead"
     assert ds.final_loss.values[0, 1] < 0.5 * ds.final_loss.values[1, 1]
+
+
+# --------------------------------------------------------------------------- per-optimizer lr defaults
+NEURON = {"problem": {"name": "neuron", "bias": False, "data": {"n": 4096}}, "axes": {"w0": [0.3, 1.7, 10.0]}}
+
+
+def test_newton_without_lr_takes_the_full_step_and_lr_0_01_does_not():
+    """relu(w x) learning relu(x) with w > 0: L = (w - 1)^2 m, m = mean(x+^2), a parabola. Newton with no lr takes
+    its default lr = 1: w0 - L'/L'' = 1 exactly, converged at step 1. An explicit lr = 0.01 still wins: each step
+    keeps 99% of the error, w_t = 1 + (w0 - 1) 0.99^t, far from converged after 5 steps."""
+    w0 = np.array(NEURON["axes"]["w0"])
+    for optimizer in ("newton", "gauss_newton", "levenberg_marquardt"):
+        spec = {**NEURON, "train": {"steps": 5, "optimizer": optimizer}}
+        assert sweep.parse_spec(spec).train["lr"] == 1.0  # written into the stored spec
+        ds = sweep.run(spec, progress=False)
+        assert np.all(names(ds.outcome.values) == "converged") and np.all(ds.converge_step.values == 1), optimizer
+        assert np.all(np.abs(ds.final_w.values - 1) <= 1e-6 + 2e-7 * w0)
+        slow = sweep.run({**spec, "train": {**spec["train"], "lr": 0.01}}, dtype="float64", progress=False)
+        np.testing.assert_allclose(slow.final_w.values, 1 + (w0 - 1) * 0.99 ** 5, rtol=1e-12)
+        assert not np.any(names(slow.outcome.values) == "converged")
+
+
+def test_a_sweep_over_optimizers_without_lr_gives_each_its_own_default():
+    """sgd keeps 0.01 (GD on the parabola: w_t = 1 + (w0 - 1)(1 - 2 lr m)^t, m from the run's own data), newton
+    gets 1; an lr axis overrides both."""
+    spec = {**NEURON, "train": {"steps": 5}, "axes": {**NEURON["axes"], "optimizer": ["sgd", "newton"]}}
+    parsed = sweep.parse_spec(spec)
+    assert parsed.train["lr"] is None and "lr" not in parsed.raw["train"]
+    assert sweep.parse_spec(tomllib.loads(parsed.to_toml())).hash() == parsed.hash()  # the stored spec re-parses
+    ds = sweep.run(spec, dtype="float64", progress=False)
+    x = np.asarray(dataset(parsed, dtype="float64")[0], np.float64)
+    m = np.mean(np.maximum(x, 0) ** 2)
+    w0 = np.array(NEURON["axes"]["w0"])
+    np.testing.assert_allclose(ds.final_w.sel(optimizer="sgd").values, 1 + (w0 - 1) * (1 - 2 * 0.01 * m) ** 5,
+                               rtol=1e-12)
+    np.testing.assert_allclose(ds.final_w.sel(optimizer="newton").values, 1.0, rtol=0, atol=1e-12)
+    fixed = sweep.run({**spec, "axes": {**spec["axes"], "lr": [0.5]}}, dtype="float64", progress=False)
+    np.testing.assert_allclose(fixed.final_w.sel(optimizer="newton", lr=0.5).values, 1 + (w0 - 1) * 0.5 ** 5,
+                               rtol=1e-12)
+    with pytest.raises(sweep.SpecError, match=r"train.lr = 0.0: must be a finite number > 0"):
+        sweep.parse_spec({**spec, "train": {"lr": 0.0}})
