@@ -7,6 +7,8 @@ needs a little of sweep (``sweep --help``) does not pay for importing JAX.
 __version__ = "0.1.0"
 
 import importlib as _importlib
+import sys as _sys
+import types as _types
 
 from .cores import use_all_cores as _use_all_cores
 
@@ -27,6 +29,20 @@ _EXPORTS = {
 __all__ = ["run", "merge", "refine", "outcomes", "summary", "fractions", "boundary", "fractal_dimension",
            "uncertainty_exponent", "basin_entropy", "fractal_test", "wada", "tipping", "Spec", "SpecError", "parse_spec", "load", "save", "Outcome", "Thresholds",
            "__version__"]
+
+
+# public functions named like a submodule: importing the submodule must not replace the function
+_SHADOWED = frozenset({"merge", "refine", "outcomes"})
+
+
+class _Package(_types.ModuleType):
+    def __setattr__(self, name, value):
+        if name in _SHADOWED and isinstance(value, _types.ModuleType):
+            return  # the import system binding sweep.merge (the module): sweep.merge stays the function
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -284,3 +284,12 @@ def test_a_signal_while_assembling_stops_at_once_and_keeps_the_parts(tmp_path, m
     assert "SIGTERM: stopped while assembling the file" in err and f"resume with  sweep run {spec} --out {out}" in err
     assert sorted(os.listdir(tmp_path)) == ["r.nc.parts", "spec.toml"]  # no temporary file, no lock
     assert main(["run", str(spec), "--out", str(out), "--quiet", "--resume"]) == 0
+
+
+def test_lazy_public_names_are_the_functions_even_after_their_modules_are_imported():
+    code = ("import sweep, sweep.merge, sweep.refine, sweep.outcomes, sweep.analysis\n"
+            "print(all(callable(f) and not isinstance(f, type(sweep)) for f in (sweep.merge, sweep.refine, "
+            "sweep.outcomes, sweep.run)), sweep.engine.__name__, sweep.Outcome.CONVERGED.name)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "sweep.engine", "CONVERGED"]
