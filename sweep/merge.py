@@ -265,7 +265,3 @@ def _merge(opened, out: Path, overwrite: bool, partial: bool) -> xr.Dataset:
         assemble(out, skel, spec.dims, pieces, var_specs, overwrite=True, missing_ok=partial)
     return load(out)
 
-
-from ._compat import callable_module as _callable_module  # noqa: E402
-
-_callable_module(__name__, merge)

@@ -174,7 +174,3 @@ def to_grid(ds: xr.Dataset, var: str = "outcome") -> xr.DataArray:
         grid[max(0, i - r): i + r + 1, max(0, j - r): j + r + 1] = v
     return xr.DataArray(grid, dims=("ix", "iy"))
 
-
-from ._compat import callable_module as _callable_module  # noqa: E402
-
-_callable_module(__name__, refine)
