@@ -255,9 +255,6 @@ class Spec:
     folder: str | None = None  # the spec file's folder (where a function problem's module is looked for first)
     events: tuple[EventSpec, ...] = ()  # the declarative [events]
 
-    def event_specs(self) -> tuple[EventSpec, ...]:
-        return self.events
-
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(a.size for a in self.axes)

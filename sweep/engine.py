@@ -272,7 +272,7 @@ def _static_key(plan: Plan, g: Group, chunk: int = 0, record_every: int = 0):
                       data=tuple(sorted(data.items())), thresholds=s.thresholds(), chunk=chunk or plan.chunk,
                       dtype=plan.dtype, early_exit=s.run["early_exit"], check_every=s.run["check_every"],
                       layout=s.run["layout"], record_every=record_every, n_dev=len(local_devices()),
-                      events=s.event_specs())
+                      events=s.events)
 
 
 class ChunkFns(NamedTuple):

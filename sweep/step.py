@@ -193,7 +193,6 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
     win_start = max(0, steps - win)
     second = optimizer in SECOND_ORDER
     tail = min(int(problem.tail), steps + 1)
-    tail_pre = bool(getattr(problem, "tail_pre", False))
     relative = lr_mode == "sharpness"
     stops = tuple(e.name for e in events if e.stop)
 
@@ -292,7 +291,7 @@ def make_trajectory(problem: Problem, optimizer: str, steps: int, th: Thresholds
         settle = alive & (new != ALIVE)
         code = jnp.where(settle, new, s.code).astype(jnp.int8)
         stop_step = jnp.where(settle, t, s.stop_step).astype(jnp.int32)
-        window_tail = (t >= steps - tail) & (t < steps) if tail_pre else (t > steps - tail)
+        window_tail = (t >= steps - tail) & (t < steps) if problem.tail_pre else (t > steps - tail)
         in_tail = running & window_tail
         tail_sum = jnp.where(in_tail, s.tail_sum + jnp.where(jnp.isfinite(loss), loss, jnp.inf), s.tail_sum)
         tail_n = jnp.where(in_tail, s.tail_n + 1, s.tail_n).astype(jnp.int32)
